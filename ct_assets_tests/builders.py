@@ -1,0 +1,51 @@
+"""Small hand-built landing frames for tests that need exact control over every value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from ct_assets.core import schema
+
+
+def events_frame(day: str, n: int = 20, first_id: int = 1, seed: int = 0) -> pd.DataFrame:
+    """``n`` valid orders on ``day`` with ids first_id..first_id+n-1."""
+    rng = np.random.default_rng(seed)
+    terms = list(schema.QUERY_TERMS)
+    chosen = [terms[i] for i in rng.integers(0, len(terms), n)]
+    return pd.DataFrame({
+        schema.ID_COLUMN: np.arange(first_id, first_id + n, dtype="int64"),
+        schema.TIME_COLUMN: pd.Timestamp(day) + pd.to_timedelta(rng.integers(0, 86_399, n), unit="s"),
+        "region": rng.choice(schema.REGIONS, n),
+        "channel": rng.choice(schema.CHANNELS, n),
+        "query_term": chosen,
+        "category": [schema.QUERY_TERMS[t] for t in chosen],
+        "price": rng.uniform(5, 500, n).round(2),
+        "discount": rng.uniform(0, 0.5, n).round(3),
+        "quantity": rng.integers(1, 5, n),
+        "account_age_days": rng.integers(0, 3000, n),
+        "prior_chargebacks": rng.integers(0, 3, n),
+        "sensor_motion": rng.normal(0, 1, n),
+        "sensor_pressure": rng.normal(5, 1, n),
+        "sensor_latency_ms": rng.uniform(20, 400, n),
+        "sensor_signal": rng.normal(-60, 5, n),
+        schema.GROUP_COLUMN: rng.choice(schema.PROTECTED_GROUPS, n),
+    })
+
+
+def labels_frame(event_ids: list[int] | np.ndarray, labels: list[int] | np.ndarray, at: str) -> pd.DataFrame:
+    return pd.DataFrame({schema.ID_COLUMN: np.asarray(event_ids, dtype="int64"),
+                         schema.LABEL_COLUMN: np.asarray(labels, dtype="int64"),
+                         "labelled_at": pd.Timestamp(at)})
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> Path:
+    """Write ``frame`` as Parquet with DuckDB (so tests exercise the same reader as ingest)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect() as con:
+        con.register("frame", frame)
+        con.execute(f"COPY frame TO '{path}' (FORMAT parquet)")
+    return path
