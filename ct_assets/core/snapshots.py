@@ -39,6 +39,9 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, snapshot_dir: Path,
     Also records a ``snapshot_info`` table inside the snapshot (table, rows, published_at) so a
     reader can check it is consistent with itself.
     """
+    for table in tables:
+        if not table.isidentifier():
+            raise ValueError(f"{table!r} is not a table name")
     snapshot_dir.mkdir(parents=True, exist_ok=True)
     published_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     temp_path = snapshot_dir / f".{SNAPSHOT_NAME}.{os.getpid()}.tmp"

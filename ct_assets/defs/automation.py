@@ -1,6 +1,5 @@
 """Declarative Automation: the conditions assets use and the sensor that evaluates them."""
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -1,6 +1,5 @@
 """Resources: where files live, the DuckDB warehouse, and the pipeline's settings."""
 
-from __future__ import annotations
 
 from pathlib import Path
 

@@ -5,7 +5,6 @@ single DuckDB writer): they list landing folder names or read asset metadata fro
 instance's event log, with a cursor.
 """
 
-from __future__ import annotations
 
 import dagster as dg
 

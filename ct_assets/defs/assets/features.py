@@ -1,6 +1,5 @@
 """Feature engineering asset: DuckDB SQL over raw_events, one partition per day."""
 
-from __future__ import annotations
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource

@@ -1,6 +1,5 @@
 """Ingest assets: one landed day's events, labels and complaints into the DuckDB warehouse."""
 
-from __future__ import annotations
 
 from datetime import timedelta
 
