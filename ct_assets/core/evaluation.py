@@ -1,0 +1,105 @@
+"""Quality gates of a staged candidate against the production model, and promotion of a winner.
+
+``evaluate_candidate`` scores the candidate and the production model on the same fixed holdout
+rows of the candidate's window, runs every gate, records the results in the registry and
+rejects the candidate when an error-severity gate fails. ``promote_ready_candidate`` then makes
+the newest candidate that passed everything the production model (an atomic pointer swap).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from ct_assets.core import schema
+from ct_assets.core.artifacts import load_model
+from ct_assets.core.candidates import MODEL_INPUTS, split_train_holdout
+from ct_assets.core.features import load_features
+from ct_assets.core.gates import GateResult, calibration_gate, fairness_gate, holdout_gate, leakage_gate
+from ct_assets.core.registry import (
+    Deployment,
+    ModelRecord,
+    get_model,
+    get_production,
+    list_models,
+    promote,
+    record_gate_results,
+    reject,
+)
+from ct_assets.core.training import predict_proba
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    metric: str = "auc"
+    margin: float = 0.01  # the seed's example: at least 1 % better
+    relative: bool = True
+    n_boot: int = 200
+    fairness_tolerance: float = 0.02
+    max_gap_widening: float = 0.02
+    max_single_feature_auc: float = 0.97
+    leakage_max_jump: float = 0.15
+    max_ece_increase: float = 0.02
+    seed: int = 0
+
+
+def _reference_feature_aucs(production: ModelRecord | None) -> dict[str, float] | None:
+    """Single-feature AUCs measured when the production model passed its own leakage gate."""
+    if production is None:
+        return None
+    for gate in production.gate_results:
+        if gate.get("name") == "leakage":
+            aucs = gate.get("metrics", {}).get("single_feature_auc")
+            return {k: float(v) for k, v in aucs.items()} if isinstance(aucs, dict) else None
+    return None
+
+
+def evaluate_candidate(con: duckdb.DuckDBPyConnection, models_dir: Path, model_id: str,
+                       settings: GateSettings) -> list[GateResult]:
+    """Run the holdout, fairness, leakage and calibration gates for ``model_id``."""
+    record = get_model(con, model_id)
+    if record is None:
+        raise ValueError(f"unknown model id {model_id!r}")
+    if record.data_window_start is None or record.data_window_end is None:
+        raise ValueError(f"model {model_id} has no data window; cannot find its holdout")
+    frame = load_features(con, str(record.data_window_start), str(record.data_window_end), labelled_only=True)
+    train, holdout = split_train_holdout(frame)
+    if holdout.empty or holdout[schema.LABEL_COLUMN].nunique() < 2:
+        raise ValueError(f"model {model_id}: holdout of its window has {len(holdout)} rows and "
+                         f"{holdout[schema.LABEL_COLUMN].nunique()} classes; cannot evaluate")
+    y = holdout[schema.LABEL_COLUMN].to_numpy()
+    candidate_scores = predict_proba(load_model(models_dir, model_id), holdout[list(MODEL_INPUTS)])
+    production = get_production(con)
+    if production is not None and production.model_id == model_id:
+        production = None
+    production_scores = (predict_proba(load_model(models_dir, production.model_id), holdout[list(MODEL_INPUTS)])
+                         if production is not None else None)
+    gates = [
+        holdout_gate(y, candidate_scores, production_scores, metric=settings.metric, margin=settings.margin,
+                     relative=settings.relative, n_boot=settings.n_boot, seed=settings.seed),
+        fairness_gate(y, candidate_scores, production_scores, holdout[schema.GROUP_COLUMN].to_numpy(),
+                      metric="auc", tolerance=settings.fairness_tolerance,
+                      max_gap_widening=settings.max_gap_widening),
+        leakage_gate(train, train[schema.LABEL_COLUMN].to_numpy(),
+                     max_single_feature_auc=settings.max_single_feature_auc,
+                     reference_auc=_reference_feature_aucs(production), max_jump=settings.leakage_max_jump),
+        calibration_gate(y, candidate_scores, production_scores, max_ece_increase=settings.max_ece_increase),
+    ]
+    record_gate_results(con, model_id, gates)
+    failed = [g for g in gates if not g.passed and g.severity == "error"]
+    if failed:
+        reject(con, model_id, "; ".join(f"{g.name}: {g.reason}" for g in failed), actor="gates")
+    return gates
+
+
+def promote_ready_candidate(con: duckdb.DuckDBPyConnection, actor: str) -> Deployment | None:
+    """Promote the newest staging candidate whose gates all passed; None when there is none."""
+    ready = [m for m in list_models(con, status="staging")
+             if m.gate_results and all(g.get("passed") for g in m.gate_results if g.get("severity") == "error")]
+    if not ready:
+        return None
+    newest = max(ready, key=lambda m: m.created_at)
+    summary = ", ".join(f"{g['name']} passed" for g in newest.gate_results if g.get("severity") == "error")
+    return promote(con, newest.model_id, actor=actor, reason=f"{newest.trigger}: {summary}")

@@ -1,0 +1,89 @@
+"""Drift monitoring against a versioned reference: what the serving model learned.
+
+The reference window is the production model's training window, so it is re-baselined the
+moment a new model is promoted. Before the first model exists, the first ``bootstrap_days``
+landed days serve as the reference. Every report records which reference and model it used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from ct_assets.core.artifacts import load_model
+from ct_assets.core.candidates import MODEL_INPUTS
+from ct_assets.core.drift import DriftConfig, DriftReport, build_drift_report
+from ct_assets.core.drift_plot import write_drift_plot
+from ct_assets.core.drift_store import drift_report_id, write_drift_report
+from ct_assets.core.features import ensure_features_table, load_features
+from ct_assets.core.registry import ensure_registry_tables, get_production
+from ct_assets.core.training import predict_proba
+
+
+@dataclass(frozen=True)
+class Reference:
+    reference_id: str
+    model_id: str | None
+    start: date
+    end: date
+
+
+@dataclass(frozen=True)
+class MonitoringResult:
+    report_id: str
+    day: str
+    reference: Reference
+    report: DriftReport
+    plot_path: Path
+
+
+def current_reference(con: duckdb.DuckDBPyConnection, bootstrap_days: int) -> Reference | None:
+    """The production model's training window, or the first ``bootstrap_days`` days before any model."""
+    ensure_registry_tables(con)
+    ensure_features_table(con)
+    production = get_production(con)
+    if production is not None and production.data_window_start and production.data_window_end:
+        start, end = production.data_window_start, production.data_window_end
+        return Reference(f"{production.model_id}@{start}..{end}", production.model_id, start, end)
+    first = con.execute("SELECT min(day) FROM features").fetchall()[0][0]
+    if first is None:
+        return None
+    end = first + timedelta(days=bootstrap_days - 1)
+    return Reference(f"bootstrap@{first}..{end}", None, first, end)
+
+
+def _sample(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
+    if len(frame) <= max_rows:
+        return frame.reset_index(drop=True)
+    return frame.sample(n=max_rows, random_state=seed).sort_values("event_id").reset_index(drop=True)
+
+
+def monitor_day(con: duckdb.DuckDBPyConnection, models_dir: Path, reports_dir: Path, day: str,
+                config: DriftConfig, bootstrap_days: int, max_reference_rows: int = 50_000) -> MonitoringResult:
+    """Build, plot and store the drift report of ``day``'s features against the current reference.
+
+    Re-running a day replaces its stored report (same id for the same reference and model).
+    """
+    reference = current_reference(con, bootstrap_days)
+    if reference is None:
+        raise ValueError("no features yet: nothing to use as a drift reference")
+    reference_rows = _sample(load_features(con, str(reference.start), str(reference.end)),
+                             max_reference_rows, config.seed)
+    current = load_features(con, day, day)
+    if current.empty:
+        raise ValueError(f"no features for {day}: build features before the drift report")
+    reference_scores = current_scores = None
+    if reference.model_id is not None:
+        model = load_model(models_dir, reference.model_id)
+        reference_scores = predict_proba(model, reference_rows[list(MODEL_INPUTS)])
+        current_scores = predict_proba(model, current[list(MODEL_INPUTS)])
+    report = build_drift_report(reference_rows, current, config, reference_scores, current_scores)
+    report_id = drift_report_id(day, reference.reference_id, reference.model_id)
+    plot_path = write_drift_plot(reference_rows, current, report, reports_dir / f"drift-{day}-{report_id}.png")
+    write_drift_report(con, report, partition=day, reference_id=reference.reference_id,
+                       model_id=reference.model_id, plot_path=str(plot_path))
+    return MonitoringResult(report_id, day, reference, report, plot_path)
