@@ -4,7 +4,7 @@
 table with a reference window and returns a ``DriftReport``:
 
 * **Feature-wise tests**: KS for numeric features, chi-squared for categorical ones, each with an
-  effect size (PSI for numeric, Jensen-Shannon distance for categorical). The p-values of a family
+  effect size (PSI for numeric, bias-corrected Cramer's V for categorical). The p-values of a family
   of tests are corrected (Bonferroni or Benjamini-Hochberg FDR). A test counts as *drifted* only
   when its corrected p-value is below ``alpha`` **and** its effect size reaches the threshold:
   with 100k rows every p-value is tiny, so significance alone means nothing.
@@ -16,18 +16,25 @@ table with a reference window and returns a ``DriftReport``:
 * **Model outputs**: KS + PSI on the production model's scores and on their entropy (the
   semantics of alibi-detect's ``ClassifierUncertaintyDrift`` with ``uncertainty_type='entropy'``).
 
-Scope rule (``none | local | global``), over the segment tests:
+Scope rule (``none | local | global``), applied per drifted feature, then combined:
 
-1. ``none`` when no global test and no segment drifted (a segment is drifted when one of its tests
-   is drifted or its unseen share of some categorical feature reaches ``unseen_share_threshold``).
-2. ``local`` when some segment column has drifted segments that are a non-empty minority of its
-   tested segments (at most ``local_max_segment_share``), e.g. region=south only, or
-   category=fashion only. When several columns qualify, the one whose drifted segments carry the
-   least current traffic (the tightest explanation) is named; ties go to the larger effect.
-   Other columns may show the shift too, diluted: every region sells fashion.
-3. ``global`` otherwise: the shift is significant in most segments of every segment column (or
-   it cannot be confined to a minority of any column's segments). Affected traffic is the share
-   of current rows in at least one drifted segment (1.0 when only the whole-batch tests see it).
+1. A feature has *drifted* when one of its tests drifted (whole batch or any segment) or its
+   unseen share reached ``unseen_share_threshold`` (whole batch or any segment). A segment is
+   *hit* by the feature when the feature's test drifted there or its unseen share did.
+2. The feature is ``local`` when some segment column has hit segments that are a non-empty
+   minority of its tested segments (at most ``local_max_segment_share``, and at least two tested
+   segments): e.g. discount hits region=south only, or query_term hits category=fashion only.
+   Other columns may show the shift too, diluted (every region sells fashion). When several
+   columns qualify, the one with the sharpest contrast is named: the weakest hit segment's signal
+   minus the strongest non-hit segment's signal (signal = effect size or unseen share in units
+   of its threshold). A diluted shift that just crosses the threshold in one category loses to
+   the group where it really happens. Ties go to the column with less affected traffic.
+3. Otherwise the feature is ``global``: it drifted in most segments of every column, or it drifted
+   in the whole batch without any segment to pin it on (then all traffic counts as affected).
+4. The report is ``none`` without drifted features, ``global`` when any drifted feature is global,
+   else ``local``, naming the union of the features' segments (a regional promotion and new slang
+   at once stay local, to region=south and category=fashion). ``affected_traffic_share`` is the
+   share of current rows in at least one named segment.
 
 Severity rule: a weighted sum, clipped to [0, 1], of components each in [0, 1]:
 ``feature_share`` (share of features drifted globally), ``magnitude`` (largest effect/threshold
@@ -81,10 +88,10 @@ class DriftConfig:
     segment_columns: tuple[str, ...] = schema.SEGMENT_COLUMNS
     excluded_features: tuple[str, ...] = ("is_weekend",)
     alpha: float = 0.05
-    correction: str = "fdr"
+    correction: str = "bonferroni"
     psi_threshold: float = 0.1
     psi_bins: int = 10
-    js_threshold: float = 0.1
+    cramers_v_threshold: float = 0.1
     prediction_psi_threshold: float = 0.1
     min_segment_rows: int = 200
     unseen_share_threshold: float = 0.02
@@ -116,7 +123,7 @@ class DriftConfig:
             value = getattr(self, name)
             if not 0.0 < value < 1.0:
                 raise ValueError(f"{name} must be in (0, 1), got {value}")
-        for name in ("psi_threshold", "js_threshold", "prediction_psi_threshold", "unseen_share_threshold",
+        for name in ("psi_threshold", "cramers_v_threshold", "prediction_psi_threshold", "unseen_share_threshold",
                      "severity_magnitude_cap", "severity_unseen_cap"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -154,7 +161,7 @@ class FeatureTestResult:
     p_value: float
     p_value_corrected: float
     effect_size: float
-    effect_size_name: str  # "psi" | "jensen_shannon"
+    effect_size_name: str  # "psi" | "cramers_v"
     effect_threshold: float
     drifted: bool
     n_reference: int
@@ -191,6 +198,17 @@ class SegmentDrift:
     @property
     def name(self) -> str:
         return f"{self.column}={self.value}"
+
+
+@dataclass(frozen=True)
+class FeatureLocalisation:
+    """Where one drifted feature changed: ``local`` to a few segments of one column, or ``global``."""
+
+    feature: str
+    scope: str  # "local" | "global"
+    dimension: str | None  # the segment column a local shift is confined to
+    segments: tuple[str, ...]  # e.g. ("region=south",); for global: every segment where it drifted
+    traffic_share: float  # share of current rows in those segments (1.0: whole-batch drift only)
 
 
 @dataclass(frozen=True)
@@ -234,6 +252,7 @@ class DriftReport:
     top_features: tuple[str, ...]
     affected_segments: tuple[str, ...]
     affected_traffic_share: float
+    feature_localisation: tuple[FeatureLocalisation, ...]
     unseen_share: dict[str, float]
     feature_results: tuple[FeatureTestResult, ...]
     segments: tuple[SegmentDrift, ...]
@@ -293,6 +312,9 @@ class DriftReport:
         }
         for name, value in self.severity_components.items():
             summary[f"severity.{name}"] = round(value, 4)
+        for localisation in self.feature_localisation:
+            where = ",".join(localisation.segments) if localisation.scope == "local" else "all"
+            summary[f"localisation.{localisation.feature}"] = f"{localisation.scope}:{where}"
         for feature, share in self.unseen_share.items():
             summary[f"unseen_share.{feature}"] = round(share, 4)
         for result in self.feature_results:
@@ -422,8 +444,8 @@ def _run_feature_tests(
             for index, label in enumerate(labels):
                 tests.append(
                     _RawTest(feature, "categorical", "chi2", float(group_stats.chi2_statistic[index]),
-                             float(group_stats.chi2_p_value[index]), float(group_stats.js_distance[index]),
-                             "jensen_shannon", config.js_threshold, int(group_stats.n_reference[index]),
+                             float(group_stats.chi2_p_value[index]), float(group_stats.cramers_v[index]),
+                             "cramers_v", config.cramers_v_threshold, int(group_stats.n_reference[index]),
                              int(group_stats.n_current[index]), column, label)
                 )
     return tests
@@ -557,39 +579,71 @@ class _Scope:
     affected_traffic_share: float
 
 
-def _max_effect_ratio(segments: list[SegmentDrift]) -> float:
-    return max((r.effect_ratio for s in segments for r in s.results if r.drifted), default=0.0)
+def _segment_hit(segment: SegmentDrift, feature: str, config: DriftConfig) -> bool:
+    """Does ``feature`` show drift (a drifted test or unseen categories) in ``segment``?"""
+    tested_drift = any(r.feature == feature and r.drifted for r in segment.results)
+    return tested_drift or segment.unseen_share.get(feature, 0.0) >= config.unseen_share_threshold
+
+
+def _segment_signal(segment: SegmentDrift, feature: str, config: DriftConfig) -> float:
+    """Strength of ``feature``'s shift in ``segment`` in threshold units (effect or unseen share)."""
+    effect = max((r.effect_ratio for r in segment.results if r.feature == feature), default=0.0)
+    return max(effect, segment.unseen_share.get(feature, 0.0) / config.unseen_share_threshold)
+
+
+def _traffic_share(names: list[str], segment_codes: dict[str, _CategoricalCodes], n_current: int) -> float:
+    """Share of current rows that fall in at least one of the named segments."""
+    in_any = np.zeros(n_current, dtype=bool)
+    for name in names:
+        column, value = name.split("=", 1)
+        codes = segment_codes[column]
+        in_any |= codes.current == codes.labels.index(value)
+    return float(in_any.mean())
+
+
+def _localise_feature(
+    feature: str,
+    segments: list[SegmentDrift],
+    segment_codes: dict[str, _CategoricalCodes],
+    n_current: int,
+    config: DriftConfig,
+) -> FeatureLocalisation:
+    """Apply the scope rule (module docstring) to one drifted feature."""
+    candidates = []
+    for column in config.segment_columns:
+        if column == feature:  # constant within its own segments
+            continue
+        tested = [s for s in segments if s.column == column and not s.skipped]
+        hit = [s for s in tested if _segment_hit(s, feature, config)]
+        if len(tested) >= 2 and 0 < len(hit) <= config.local_max_segment_share * len(tested):
+            weakest_hit = min(_segment_signal(s, feature, config) for s in hit)
+            strongest_miss = max((_segment_signal(s, feature, config) for s in tested if s not in hit), default=0.0)
+            candidates.append((weakest_hit - strongest_miss, -sum(s.traffic_share for s in hit), column, hit))
+    if candidates:
+        _, negative_traffic, column, hit = max(candidates, key=lambda c: (c[0], c[1]))
+        return FeatureLocalisation(feature, "local", column, tuple(s.name for s in hit), float(-negative_traffic))
+    hit = [s.name for s in segments if not s.skipped and _segment_hit(s, feature, config)]
+    # Drift seen only in whole-batch tests is spread too thin to pin on any segment: all traffic.
+    traffic = _traffic_share(hit, segment_codes, n_current) if hit else 1.0
+    return FeatureLocalisation(feature, "global", None, tuple(hit), traffic)
 
 
 def _decide_scope(
-    segments: list[SegmentDrift],
-    global_drift: bool,
+    localisations: list[FeatureLocalisation],
     segment_codes: dict[str, _CategoricalCodes],
     n_current: int,
     config: DriftConfig,
 ) -> _Scope:
-    """Apply the scope rule documented in the module docstring."""
-    drifted = [s for s in segments if s.drifted]
-    if not drifted and not global_drift:
+    """Combine per-feature localisations: global if any feature is global, local if all are."""
+    if not localisations:
         return _Scope("none", None, (), 0.0)
-
-    candidates = []
-    for column in config.segment_columns:
-        tested = [s for s in segments if s.column == column and not s.skipped]
-        hit = [s for s in tested if s.drifted]
-        if len(tested) >= 2 and 0 < len(hit) <= config.local_max_segment_share * len(tested):
-            candidates.append((sum(s.traffic_share for s in hit), -_max_effect_ratio(hit), column, hit))
-    if candidates:
-        traffic, _, column, hit = min(candidates, key=lambda c: (c[0], c[1]))
-        return _Scope("local", column, tuple(s.name for s in hit), float(traffic))
-
-    if not drifted:
-        return _Scope("global", None, (), 1.0)
-    in_drifted_segment = np.zeros(n_current, dtype=bool)
-    for segment in drifted:
-        codes = segment_codes[segment.column]
-        in_drifted_segment |= codes.current == codes.labels.index(segment.value)
-    return _Scope("global", None, tuple(s.name for s in drifted), float(in_drifted_segment.mean()))
+    scope = "global" if any(loc.scope == "global" for loc in localisations) else "local"
+    segments = list(dict.fromkeys(name for loc in localisations for name in loc.segments))
+    if scope == "global":
+        traffic = _traffic_share(segments, segment_codes, n_current) if segments else 1.0
+        return _Scope("global", None, tuple(segments), max(traffic, max(loc.traffic_share for loc in localisations)))
+    dimensions = [c for c in config.segment_columns if any(loc.dimension == c for loc in localisations)]
+    return _Scope("local", ",".join(dimensions), tuple(segments), _traffic_share(segments, segment_codes, n_current))
 
 
 def _severity(
@@ -722,17 +776,21 @@ def build_drift_report(
         if reference_score_values is not None and current_score_values is not None else None
     )
 
-    global_drift = any(r.drifted for r in feature_results)
-    scope = _decide_scope(segments, global_drift, segment_codes, n_current, config)
+    # A feature has drifted when a test of it drifted (whole batch or a segment) or its unseen
+    # share reached the threshold; ordered by its largest effect ratio.
+    evidence: dict[str, float] = {}
+    for result in [*feature_results, *segment_results]:
+        if result.drifted:
+            evidence[result.feature] = max(evidence.get(result.feature, 0.0), result.effect_ratio)
+    for feature in config.tested_categorical:
+        if any(_segment_hit(s, feature, config) for s in segments) or unseen_share[feature] >= config.unseen_share_threshold:
+            evidence.setdefault(feature, 0.0)
+    drifted_features = tuple(sorted(evidence, key=lambda f: -evidence[f]))
+    localisations = [_localise_feature(f, segments, segment_codes, n_current, config) for f in drifted_features]
+    scope = _decide_scope(localisations, segment_codes, n_current, config)
     severity, level, components = _severity(
         feature_results, segments, scope, unseen_share, multivariate, prediction_drift, config
     )
-
-    best_drifted: dict[str, float] = {}
-    for result in [*feature_results, *segment_results]:
-        if result.drifted:
-            best_drifted[result.feature] = max(best_drifted.get(result.feature, 0.0), result.effect_ratio)
-    drifted_features = tuple(sorted(best_drifted, key=lambda f: -best_drifted[f]))
 
     flags = []
     if any(share >= config.unseen_share_threshold for share in unseen_share.values()):
@@ -756,6 +814,7 @@ def build_drift_report(
         top_features=drifted_features[: config.top_k_features],
         affected_segments=scope.affected_segments,
         affected_traffic_share=scope.affected_traffic_share,
+        feature_localisation=tuple(localisations),
         unseen_share=unseen_share,
         feature_results=tuple(feature_results),
         segments=tuple(segments),

@@ -11,6 +11,7 @@ import dagster as dg
 from ct_assets.core.ingest import list_landed_days
 from ct_assets.core.triggers import TriggerThresholds, find_triggers
 from ct_assets.defs.assets.deployment import production_model
+from ct_assets.defs.assets.features import features
 from ct_assets.defs.assets.ingest import complaints, labels, raw_events
 from ct_assets.defs.assets.monitoring import drift_report
 from ct_assets.defs.assets.training import (
@@ -25,10 +26,13 @@ from ct_assets.defs.resources import CTSettings, CTStorage
 
 
 @dg.sensor(
-    target=[raw_events, labels, complaints],
+    # One run per landed day carries it all the way to its drift report; blocking checks stop the
+    # run early on bad data. (Eager automation covers re-materializations made by hand.)
+    target=[raw_events, labels, complaints, features, drift_report],
     minimum_interval_seconds=10,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Adds a partition for each new complete day folder in data/landing/ and ingests it.",
+    description="Adds a partition for each new complete day folder in data/landing/ and runs that day "
+                "from ingest to drift report.",
 )
 def landing_sensor(context: dg.SensorEvaluationContext, storage: CTStorage) -> dg.SensorResult | dg.SkipReason:
     landed = list_landed_days(storage.landing_dir)
@@ -69,8 +73,10 @@ def training_trigger_sensor(context: dg.SensorEvaluationContext,
     cursor = str(reports.records[-1].storage_id) if reports.records else context.cursor
     production = _latest_metadata(context, production_model.key)
     candidate = _latest_metadata(context, candidate_model.key)
-    landed = context.instance.get_dynamic_partitions(days_partitions.name)
-    latest_day = max(landed) if landed else None
+    # The newest day that made it through the whole chain (features, drift report) is the
+    # training window's end: a day that only landed has no features yet.
+    latest_report = context.instance.get_latest_materialization_event(drift_report.key)
+    latest_day = latest_report.dagster_event.partition if latest_report and latest_report.dagster_event else None
     findings = find_triggers(
         drift_reports=[(r.partition_key or "", {k: v.value for k, v in r.asset_materialization.metadata.items()})
                        for r in reports.records if r.asset_materialization is not None],

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -60,7 +61,7 @@ def test_same_seed_gives_identical_weights_and_another_seed_does_not(base_model:
     again = train_from_scratch(features, labels, SMALL)
     assert weights_sha256(again.weights) == weights_sha256(base_model.weights)
     assert all(np.array_equal(again.weights[k], base_model.weights[k]) for k in base_model.weights)
-    other = train_from_scratch(features, labels, TrainingConfig(**{**SMALL.to_dict(), "hidden_sizes": (16,), "seed": 4}))
+    other = train_from_scratch(features, labels, replace(SMALL, seed=4))
     assert weights_sha256(other.weights) != weights_sha256(base_model.weights)
 
 
@@ -68,7 +69,7 @@ def test_fine_tune_warm_starts_from_the_base_and_takes_bounded_steps(base_model:
     recent, recent_labels = synthetic_orders(800, seed=5, fraud_shift=0.8)
     replay, replay_labels = synthetic_orders(2000, seed=6)
     # A different hidden_sizes in the config must not change the architecture of a fine-tune.
-    config = TrainingConfig(**{**SMALL.to_dict(), "hidden_sizes": (8, 8)})
+    config = replace(SMALL, hidden_sizes=(8, 8))
     tuned = fine_tune(base_model, recent, recent_labels, replay, replay_labels, config)
 
     assert tuned.training_path == "fine_tune"
@@ -81,7 +82,7 @@ def test_fine_tune_warm_starts_from_the_base_and_takes_bounded_steps(base_model:
 
     moved = sum(float(np.abs(tuned.weights[k] - base_model.weights[k]).sum()) for k in base_model.weights)
     assert moved > 0.0
-    fresh = train_from_scratch(recent, recent_labels, TrainingConfig(**{**SMALL.to_dict(), "hidden_sizes": (16,)}))
+    fresh = train_from_scratch(recent, recent_labels, SMALL)
     fresh_distance = sum(float(np.abs(fresh.weights[k] - base_model.weights[k]).sum()) for k in base_model.weights)
     assert moved < 0.25 * fresh_distance  # stayed near the base, unlike an independent model
     # The shift raised the fraud rate; the fine-tune follows it.

@@ -24,11 +24,9 @@ def analyst_snapshot_asset(upstream: list[dg.AssetsDefinition]) -> dg.AssetsDefi
         kinds={"duckdb"},
         owners=["team:analytics"],
         pool=DUCKDB_POOL,
-        # Re-publish whenever an upstream table changed, once the chain of runs has settled.
+        # Re-publish whenever an upstream table changed; one publication at a time.
         automation_condition=(
-            dg.AutomationCondition.any_deps_updated().since_last_handled()
-            & ~dg.AutomationCondition.any_deps_in_progress()
-            & ~dg.AutomationCondition.in_progress()
+            dg.AutomationCondition.any_deps_updated().since_last_handled() & ~dg.AutomationCondition.in_progress()
         ),
         description="data/snapshots/latest.duckdb: a consistent copy of the analyst tables, replaced "
                     "atomically. Open it read-only: `duckdb -readonly data/snapshots/latest.duckdb`.",
