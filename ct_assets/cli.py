@@ -2,7 +2,11 @@
 
     ct demo                 seed a short history, start the simulated stream and `dagster dev`
     ct simulate --days N    land N more simulated days (or --follow to keep a clock running)
-    ct models               list the model registry (from the analyst snapshot)
+    ct models | decisions | alerts     list them (from the analyst snapshot)
+    ct lineage MODEL_ID     a model's ancestry, decision, gates and deployments
+    ct approve MODEL_ID --by NAME --reason TEXT [--override-failed-gates]
+    ct reject MODEL_ID --by NAME --reason TEXT
+    ct rollback --by NAME --reason TEXT
 
 Paths come from CT_DATA_DIR (default ./data); the stream from CT_SCENARIO (a timeline such as
 "stable@0,sensor_hardware_change@12"), CT_ROWS_PER_DAY, CT_SEED and CT_DAY_SECONDS.
@@ -81,21 +85,112 @@ def cmd_demo(args: argparse.Namespace) -> int:
         clock.wait(timeout=10)
 
 
-def cmd_models(args: argparse.Namespace) -> int:
+def _snapshot():
     import duckdb
 
     snapshot = _data_dir() / "snapshots" / "latest.duckdb"
     if not snapshot.exists():
-        print(f"no analyst snapshot yet at {snapshot}", file=sys.stderr)
-        return 1
-    with duckdb.connect(str(snapshot), read_only=True) as con:
-        tables = {name for (name,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        if "model_registry" not in tables:
-            print("no models registered yet")
+        raise ValueError(f"no analyst snapshot yet at {snapshot}: start the pipeline first (make run)")
+    return duckdb.connect(str(snapshot), read_only=True)
+
+
+def _print_query(sql: str, params: Sequence[object] = ()) -> int:
+    import duckdb
+
+    with _snapshot() as con:
+        try:
+            frame = con.execute(sql, list(params)).fetchdf()
+        except duckdb.CatalogException:
+            print("nothing recorded yet")
             return 0
-        print(con.execute(
-            "SELECT model_id, status, training_path, trigger, created_at, data_window_start, data_window_end "
-            "FROM model_registry ORDER BY created_at").fetchdf().to_string(index=False))
+    print(frame.to_string(index=False) if len(frame) else "nothing recorded yet")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    return _print_query("SELECT model_id, status, training_path, trigger, parent_model_id, data_window_start, "
+                        "data_window_end, round(wall_s, 2) AS wall_s, energy_kwh, created_at "
+                        "FROM model_registry ORDER BY created_at")
+
+
+def cmd_decisions(args: argparse.Namespace) -> int:
+    return _print_query("SELECT day, decision_id, action, requires_approval, fired_rules, outcome "
+                        "FROM decisions ORDER BY day")
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    return _print_query("SELECT raised_at, severity, kind, subject, message FROM alerts ORDER BY raised_at")
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from ct_assets.core.registry import get_model, list_deployments
+
+    with _snapshot() as con:
+        record = get_model(con, args.model_id)
+        if record is None:
+            raise ValueError(f"unknown model id {args.model_id!r}")
+        chain = [record]
+        while chain[-1].parent_model_id:
+            parent = get_model(con, chain[-1].parent_model_id)
+            if parent is None:
+                break
+            chain.append(parent)
+        deployments = [d for d in list_deployments(con) if args.model_id in (d.model_id, d.previous_model_id)]
+    for depth, model in enumerate(chain):
+        print(f"{'  ' * depth}{model.model_id} [{model.status}] {model.training_path} on "
+              f"{model.data_window_start}..{model.data_window_end} ({model.n_train_rows} rows), "
+              f"trigger {model.trigger}: {model.trigger_reason}; decision {model.decision_id}; "
+              f"code {model.code_version}; artifact {model.artifact_path}")
+    for gate in record.gate_results:
+        print(f"  gate {gate['name']}: {'passed' if gate['passed'] else 'FAILED'} - {gate['reason']}")
+    for d in deployments:
+        print(f"  {d.acted_at:%Y-%m-%d %H:%M:%S} {d.action} {d.model_id} (previous {d.previous_model_id}) "
+              f"by {d.actor}: {d.reason}")
+    return 0
+
+
+def _live_connection():
+    """The live warehouse for a human's write; waits for the pipeline's current writer to finish."""
+    import duckdb
+
+    database = os.environ.get("CT_DUCKDB_PATH", str(_data_dir() / "warehouse.duckdb"))
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return duckdb.connect(database)
+        except duckdb.IOException as exc:
+            if time.monotonic() > deadline:
+                raise ValueError(f"the warehouse stayed locked by the pipeline for 60 s: {exc}") from exc
+            time.sleep(0.5)
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    from ct_assets.core.deployment import approve
+    from ct_assets.core.rollout import RolloutPlan
+
+    with _live_connection() as con:
+        deployment = approve(con, args.model_id, args.by, args.reason, RolloutPlan(),
+                             override_failed_gates=args.override_failed_gates)
+    print(f"promoted {deployment.model_id} (previous {deployment.previous_model_id}): {deployment.reason}")
+    return 0
+
+
+def cmd_reject(args: argparse.Namespace) -> int:
+    from ct_assets.core.deployment import reject_candidate
+
+    with _live_connection() as con:
+        deployment = reject_candidate(con, args.model_id, args.by, args.reason)
+    print(f"rejected {deployment.model_id}: {deployment.reason}")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from ct_assets.core.alerts import LogNotifier
+    from ct_assets.core.deployment import roll_back
+
+    with _live_connection() as con:
+        deployment = roll_back(con, f"human:{args.by}", args.reason, LogNotifier())
+    print(f"rolled back to {deployment.model_id} (was {deployment.previous_model_id})")
     return 0
 
 
@@ -124,8 +219,27 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=int(os.environ.get("CT_PORT", "3000")))
     demo.set_defaults(func=cmd_demo)
 
-    models = sub.add_parser("models", help="list registered models")
-    models.set_defaults(func=cmd_models)
+    for name, func, text in (("models", cmd_models, "list registered models"),
+                              ("decisions", cmd_decisions, "list training decisions"),
+                              ("alerts", cmd_alerts, "list alerts")):
+        sub.add_parser(name, help=text).set_defaults(func=func)
+    lineage = sub.add_parser("lineage", help="show a model's lineage")
+    lineage.add_argument("model_id")
+    lineage.set_defaults(func=cmd_lineage)
+    for name, func, text in (("approve", cmd_approve, "promote a candidate (human approval)"),
+                             ("reject", cmd_reject, "reject a candidate")):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("model_id")
+        command.add_argument("--by", required=True, help="your name (recorded)")
+        command.add_argument("--reason", required=True, help="why (recorded)")
+        if name == "approve":
+            command.add_argument("--override-failed-gates", action="store_true",
+                                 help="promote even though a gate failed (recorded as an override)")
+        command.set_defaults(func=func)
+    rollback = sub.add_parser("rollback", help="restore the previous production model")
+    rollback.add_argument("--by", required=True)
+    rollback.add_argument("--reason", required=True)
+    rollback.set_defaults(func=cmd_rollback)
     return parser
 
 

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-VERDICTS: tuple[str, ...] = ("insufficient_labels", "stable", "degraded", "improved")
 LOG_LOSS_CLIP = 1e-7  # keeps log-loss finite for scores of exactly 0 or 1
 _BOOTSTRAP_CHUNK = 25  # bootstrap replicates evaluated together (bounds memory at ~n * 25 floats)
 
@@ -77,7 +76,7 @@ class MetricShift:
 class ConceptDriftResult:
     """Verdict on the production model's performance change, with the evidence."""
 
-    verdict: str
+    verdict: str  # "insufficient_labels" | "stable" | "degraded" | "improved"
     metrics: tuple[MetricShift, ...]
     n_reference: int
     n_current: int
@@ -125,7 +124,8 @@ def _as_labels_and_scores(labels: Any, scores: Any, name: str) -> tuple[np.ndarr
         raise ValueError(f"{name}: {label_values.shape[0]} labels but {score_values.shape[0]} scores")
     if label_values.shape[0] and not np.isin(label_values, (0, 1)).all():
         raise ValueError(f"{name}: labels must be 0/1")
-    if not np.all(np.isfinite(score_values)) or (score_values.size and (score_values.min() < 0 or score_values.max() > 1)):
+    out_of_range = score_values.size and (score_values.min() < 0 or score_values.max() > 1)
+    if not np.all(np.isfinite(score_values)) or out_of_range:
         raise ValueError(f"{name}: scores must be finite probabilities in [0, 1]")
     return label_values.astype(np.float64), score_values
 
@@ -243,7 +243,9 @@ def detect_concept_drift(
 
     tail = (1.0 - config.confidence) / 2.0
     minimum_change = {
-        "auc": config.min_auc_drop, "log_loss": config.min_log_loss_increase, "error_rate": config.min_error_rate_increase,
+        "auc": config.min_auc_drop,
+        "log_loss": config.min_log_loss_increase,
+        "error_rate": config.min_error_rate_increase,
     }
     shifts = []
     for metric in ("auc", "log_loss", "error_rate"):

@@ -121,7 +121,8 @@ def write_drift_plot(
     heat_axes.set_xticks(np.arange(len(segments)), segments, rotation=60, ha="right", fontsize=7)
     heat_axes.set_yticks(np.arange(len(names)), names, fontsize=7)
     for row, column in zip(*np.nonzero(drifted)):
-        heat_axes.text(column, row, "x", ha="center", va="center", fontsize=8, color="black")
+        colour = "white" if ratios[row, column] > HEATMAP_RATIO_CAP / 2 else "black"  # readable on dark cells
+        heat_axes.text(column, row, "x", ha="center", va="center", fontsize=8, color=colour)
     heat_axes.set_title("effect size / threshold per segment (x = drifted: significant and above threshold)",
                         fontsize=9)
     figure.colorbar(image, ax=heat_axes, label="effect / threshold (capped)")

@@ -47,7 +47,7 @@ class NumericGroupStats:
 
 @dataclass(frozen=True)
 class CategoricalGroupStats:
-    """Per-group chi-squared statistic, p-value, Jensen-Shannon distance and row counts."""
+    """Per-group chi-squared statistic, p-value, bias-corrected Cramer's V and row counts."""
 
     chi2_statistic: np.ndarray
     chi2_p_value: np.ndarray
@@ -257,7 +257,9 @@ def categorical_drift_by_groups(
         reference_counts = category_counts_by_group(
             reference_codes, grouping.reference_codes, grouping.n_groups, n_categories
         )
-        current_counts = category_counts_by_group(current_codes, grouping.current_codes, grouping.n_groups, n_categories)
+        current_counts = category_counts_by_group(
+            current_codes, grouping.current_codes, grouping.n_groups, n_categories
+        )
         statistic, p_values = chi_squared_two_sample(reference_counts, current_counts)
         results.append(
             CategoricalGroupStats(

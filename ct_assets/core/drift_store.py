@@ -163,14 +163,21 @@ def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     con.execute("COMMIT")
 
 
-def _insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
-    """Insert a DataFrame whose columns are a subset of ``table``'s, by name (NaN becomes NULL)."""
+@contextmanager
+def _registered(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> Iterator[str]:
+    """Expose ``frame`` as view ``tmp_df`` (registered outside the transaction, so an aborted
+    transaction can still be rolled back before the view is dropped)."""
     con.register("tmp_df", frame)
     try:
-        columns = ", ".join(frame.columns)
-        con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM tmp_df")
+        yield "tmp_df"
     finally:
         con.unregister("tmp_df")
+
+
+def _insert_registered(con: duckdb.DuckDBPyConnection, table: str, view: str, columns: list[str]) -> None:
+    """Insert the named columns of a registered frame (NaN becomes NULL)."""
+    column_list = ", ".join(columns)
+    con.execute(f"INSERT INTO {table} ({column_list}) SELECT {column_list} FROM {view}")
 
 
 def _optional(value: float | None) -> float | None:
@@ -238,7 +245,7 @@ def write_drift_report(
     multivariate = report.multivariate
     prediction = report.prediction_drift
     feature_rows = _feature_rows(report, report_id, partition, created_at)
-    with _transaction(con):
+    with _registered(con, feature_rows) as view, _transaction(con):
         for table in ("drift_reports", "drift_feature_results"):
             con.execute(f"DELETE FROM {table} WHERE partition = ?", [partition])
         con.execute(
@@ -266,7 +273,7 @@ def write_drift_report(
                 json.dumps(summary, sort_keys=True), json.dumps(asdict(report.config), sort_keys=True), created_at,
             ],
         )
-        _insert_frame(con, "drift_feature_results", feature_rows)
+        _insert_registered(con, "drift_feature_results", view, list(feature_rows.columns))
     return report_id
 
 
@@ -305,9 +312,9 @@ def write_concept_drift_result(
         frame[column] = frame[column].astype("boolean")
     frame["metric"] = frame["metric"].astype("string")
     frame["model_id"] = frame["model_id"].astype("string")
-    with _transaction(con):
+    with _registered(con, frame) as view, _transaction(con):
         con.execute("DELETE FROM concept_drift_results WHERE partition = ?", [partition])
-        _insert_frame(con, "concept_drift_results", frame)
+        _insert_registered(con, "concept_drift_results", view, list(frame.columns))
 
 
 def write_complaint_result(

@@ -81,3 +81,21 @@ def load_features(con: duckdb.DuckDBPyConnection, start_day: str, end_day: str,
         "(SELECT event_id, any_value(is_fraud) AS is_fraud FROM labels GROUP BY event_id) l USING (event_id) "
         "WHERE f.day BETWEEN CAST(? AS DATE) AND CAST(? AS DATE) ORDER BY f.event_id",
         [start_day, end_day]).fetchdf()
+
+
+def features_from_events(events: pd.DataFrame, history: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The features of ``events`` (raw event columns) computed outside the warehouse.
+
+    Same SQL as the pipeline, in an in-memory DuckDB: for serving, simulations and backtests.
+    ``history`` (earlier raw events) feeds the 7-day regional price window; without it the
+    window is the events' own days.
+    """
+    rows = events if history is None else pd.concat([history, events], ignore_index=True)
+    with duckdb.connect() as con:
+        con.register("events_in", rows)
+        con.execute(f"CREATE TABLE raw_events AS SELECT CAST({schema.TIME_COLUMN} AS DATE) AS day, * FROM events_in")
+        days = sorted({str(d) for d in pd.to_datetime(events[schema.TIME_COLUMN]).dt.date})
+        frames = [con.execute(FEATURES_SELECT, [day, day, day]).fetchdf() for day in days]
+    wanted = set(events[schema.ID_COLUMN])
+    result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(FEATURE_COLUMNS))
+    return result[result[schema.ID_COLUMN].isin(wanted)].sort_values(schema.ID_COLUMN, ignore_index=True)

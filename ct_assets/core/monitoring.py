@@ -1,4 +1,5 @@
-"""Drift monitoring against a versioned reference: what the serving model learned.
+"""Monitoring against a versioned reference (what the serving model learned): data drift,
+concept drift of the serving model, and complaint rates.
 
 The reference window is the production model's training window, so it is re-baselined the
 moment a new model is promoted. Before the first model exists, the first ``bootstrap_days``
@@ -14,11 +15,20 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from ct_assets.core import schema
 from ct_assets.core.artifacts import load_model
-from ct_assets.core.candidates import MODEL_INPUTS
+from ct_assets.core.candidates import MODEL_INPUTS, split_train_holdout
+from ct_assets.core.complaints import ComplaintConfig, ComplaintTestResult, evaluate_complaint_rate
+from ct_assets.core.concept_drift import ConceptDriftConfig, ConceptDriftResult, detect_concept_drift
 from ct_assets.core.drift import DriftConfig, DriftReport, build_drift_report
 from ct_assets.core.drift_plot import write_drift_plot
-from ct_assets.core.drift_store import drift_report_id, write_drift_report
+from ct_assets.core.drift_store import (
+    drift_report_id,
+    ensure_drift_tables,
+    write_complaint_result,
+    write_concept_drift_result,
+    write_drift_report,
+)
 from ct_assets.core.features import ensure_features_table, load_features
 from ct_assets.core.registry import ensure_registry_tables, get_production
 from ct_assets.core.training import predict_proba
@@ -87,3 +97,56 @@ def monitor_day(con: duckdb.DuckDBPyConnection, models_dir: Path, reports_dir: P
     write_drift_report(con, report, partition=day, reference_id=reference.reference_id,
                        model_id=reference.model_id, plot_path=str(plot_path))
     return MonitoringResult(report_id, day, reference, report, plot_path)
+
+
+@dataclass(frozen=True)
+class ConceptDriftOutcome:
+    day: str
+    reference: Reference | None
+    result: ConceptDriftResult | None
+    note: str
+
+
+def concept_drift_for_day(con: duckdb.DuckDBPyConnection, models_dir: Path, day: str,
+                          config: ConceptDriftConfig, recent_days: int = 3) -> ConceptDriftOutcome:
+    """The production model's labelled performance: labels that arrived in the last ``recent_days``
+    (ending on ``day``) against the model's fixed holdout rows of its own training window.
+
+    P(y|X) moving shows up here even when the features do not move (``market_shift``).
+    """
+    reference = current_reference(con, bootstrap_days=1)
+    if reference is None or reference.model_id is None:
+        return ConceptDriftOutcome(day, reference, None, "no production model yet: nothing to evaluate")
+    model = load_model(models_dir, reference.model_id)
+    _, holdout = split_train_holdout(load_features(con, str(reference.start), str(reference.end),
+                                                   labelled_only=True))
+    recent = con.execute(
+        "SELECT f.*, l.is_fraud FROM labels l JOIN features f USING (event_id) "
+        "WHERE l.arrival_day BETWEEN CAST(? AS DATE) - CAST(? AS INTEGER) + 1 AND CAST(? AS DATE) "
+        "AND f.day > CAST(? AS DATE) ORDER BY f.event_id",
+        [day, recent_days, day, str(reference.end)]).fetchdf()
+    if holdout.empty or recent.empty:
+        return ConceptDriftOutcome(day, reference, None,
+                                   f"not enough labels: {len(holdout)} reference and {len(recent)} recent rows")
+    ensure_drift_tables(con)
+    severity = con.execute("SELECT max(severity) FROM drift_reports WHERE partition = ?", [day]).fetchall()
+    result = detect_concept_drift(
+        holdout[schema.LABEL_COLUMN].to_numpy(), predict_proba(model, holdout[list(MODEL_INPUTS)]),
+        recent[schema.LABEL_COLUMN].to_numpy(), predict_proba(model, recent[list(MODEL_INPUTS)]),
+        config, covariate_severity=severity[0][0] if severity and severity[0][0] is not None else None)
+    write_concept_drift_result(con, result, partition=day, reference_id=reference.reference_id,
+                               model_id=reference.model_id)
+    return ConceptDriftOutcome(day, reference, result, result.reason)
+
+
+def complaints_for_day(con: duckdb.DuckDBPyConnection, day: str, config: ComplaintConfig) -> ComplaintTestResult:
+    """Test the day's complaint count against the preceding baseline days, and store the result."""
+    history = con.execute(
+        "SELECT day, orders, complaints FROM complaints WHERE day <= CAST(? AS DATE) "
+        "AND day > CAST(? AS DATE) - CAST(? AS INTEGER) - 1 ORDER BY day",
+        [day, day, config.baseline_days]).fetchdf()
+    if history.empty or str(history["day"].iloc[-1])[:10] != day:
+        raise ValueError(f"no complaint count ingested for {day}")
+    result = evaluate_complaint_rate(history, day, config)
+    write_complaint_result(con, result, partition=day)
+    return result

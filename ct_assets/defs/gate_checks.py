@@ -1,12 +1,17 @@
-"""Promotion gates: blocking checks on the candidate model (holdout, fairness, leakage, calibration)."""
+"""Promotion gates: blocking checks on each candidate (holdout, fairness, leakage, calibration).
+
+A failed gate rejects the candidate in the registry, raises an alert (the seed's "page the
+on-call engineer instead of deploying") and, being blocking, stops `production_model`.
+"""
 
 from collections.abc import Iterator
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from ct_assets.core.evaluation import GateSettings, evaluate_candidate
-from ct_assets.defs.assets.training import candidate_model
+from ct_assets.core.alerts import raise_alert
+from ct_assets.core.evaluation import evaluate_candidate
+from ct_assets.defs.assets.training import CANDIDATE_ASSETS
 from ct_assets.defs.resources import DUCKDB_POOL, CTSettings, CTStorage
 
 GATE_CHECKS = {
@@ -17,28 +22,39 @@ GATE_CHECKS = {
 }
 
 
-@dg.multi_asset_check(
-    specs=[dg.AssetCheckSpec(check_name, asset=candidate_model, blocking=True,
-                             description=f"Promotion gate: {gate}")
-           for gate, check_name in GATE_CHECKS.items()],
-    pool=DUCKDB_POOL,
-)
-def candidate_gates(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource, storage: CTStorage,
-                    settings: CTSettings) -> Iterator[dg.AssetCheckResult]:
-    event = context.instance.get_latest_materialization_event(candidate_model.key)
-    if event is None or event.asset_materialization is None:
-        raise ValueError("candidate_model has never been materialized")
-    model_id = event.asset_materialization.metadata["model_id"].value
-    gate_settings = GateSettings(metric=settings.gate_metric, margin=settings.gate_margin,
-                                 relative=settings.gate_relative)
-    with duckdb.get_connection() as con:
-        results = evaluate_candidate(con, storage.models_dir, str(model_id), gate_settings)
-    for gate in results:
-        yield dg.AssetCheckResult(
-            check_name=GATE_CHECKS[gate.name],
-            passed=gate.passed,
-            severity=dg.AssetCheckSeverity.ERROR if gate.severity == "error" else dg.AssetCheckSeverity.WARN,
-            description=gate.reason,
-            metadata={"model_id": str(model_id), "metrics": dg.MetadataValue.json(gate.to_dict()["metrics"]),
-                      "threshold": dg.MetadataValue.json(gate.to_dict()["threshold"])},
-        )
+def _gates_for(candidate: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
+    @dg.multi_asset_check(
+        name=f"{candidate.key.to_python_identifier()}_gates",
+        specs=[dg.AssetCheckSpec(check_name, asset=candidate, blocking=True, description=f"Promotion gate: {gate}")
+               for gate, check_name in GATE_CHECKS.items()],
+        pool=DUCKDB_POOL,
+    )
+    def _gates(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource, storage: CTStorage,
+               settings: CTSettings) -> Iterator[dg.AssetCheckResult]:
+        event = context.instance.get_latest_materialization_event(candidate.key)
+        if event is None or event.asset_materialization is None:
+            raise ValueError(f"{candidate.key.to_user_string()} has never been materialized")
+        model_id = str(event.asset_materialization.metadata["model_id"].value)
+        with duckdb.get_connection() as con:
+            results = evaluate_candidate(con, storage.models_dir, model_id, settings.gate_settings())
+            failed = [g for g in results if not g.passed and g.severity == "error"]
+            if failed:
+                raise_alert(con, "gate_failed", "error", model_id,
+                            f"candidate {model_id} not promoted: " + "; ".join(f"{g.name}: {g.reason}" for g in failed),
+                            {"failed_gates": [g.name for g in failed]}, settings.notifier())
+        for gate in results:
+            as_dict = gate.to_dict()
+            yield dg.AssetCheckResult(
+                asset_key=candidate.key,
+                check_name=GATE_CHECKS[gate.name],
+                passed=gate.passed,
+                severity=dg.AssetCheckSeverity.ERROR if gate.severity == "error" else dg.AssetCheckSeverity.WARN,
+                description=gate.reason,
+                metadata={"model_id": model_id, "metrics": dg.MetadataValue.json(as_dict["metrics"]),
+                          "threshold": dg.MetadataValue.json(as_dict["threshold"])},
+            )
+
+    return _gates
+
+
+CANDIDATE_GATES = [_gates_for(candidate) for candidate in CANDIDATE_ASSETS]

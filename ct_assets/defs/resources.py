@@ -1,10 +1,15 @@
 """Resources: where files live, the DuckDB warehouse, and the pipeline's settings."""
 
-
+import os
 from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
+
+from ct_assets.core.alerts import Notifier, notifier_from_config
+from ct_assets.core.evaluation import GateSettings
+from ct_assets.core.policy_config import DEFAULT_POLICY_PATH, PolicyConfig, load_policy_config
+from ct_assets.core.training import TrainingConfig
 
 # Every op that opens the DuckDB file runs in this pool (limit 1 in dagster.yaml): DuckDB allows
 # one process per file, so reads and writes from different runs must take turns.
@@ -42,23 +47,45 @@ class CTStorage(dg.ConfigurableResource):
 
 
 class CTSettings(dg.ConfigurableResource):
-    """Thresholds of the data-quality checks, triggers, training window and promotion gate."""
+    """Thresholds of the data-quality checks, the training windows, the gates and the policy file."""
 
     max_quarantine_share: float = 0.05
     min_rows_per_day: int = 100
     row_count_tolerance: float = 0.5  # today within +-50% of the recent median
     min_label_rate: float = 0.01
     max_label_rate: float = 0.5
-    reference_days: int = 7
-    drift_trigger_severity: float = 0.5
-    max_model_age_days: int = 14
+    reference_days: int = 7  # reference window before the first model exists
     training_window_days: int = 14
+    fine_tune_window_days: int = 4
     min_training_rows: int = 1000
     training_epochs: int = 8
     training_seed: int = 7
     gate_metric: str = "auc"
     gate_margin: float = 0.01
     gate_relative: bool = True
+    risk_tier: str = "low"  # "high": rigorous validation and human approval before promotion
+    policy_path: str = str(DEFAULT_POLICY_PATH)
+    # Where alerts go: "log", "file" or "webhook"; the file path / webhook URL is read at run time
+    # from the environment variable named here (a webhook URL is a secret: never in code or config).
+    notifier_kind: str = "log"
+    notifier_target_env: str = "CT_NOTIFIER_TARGET"
+
+    def policy(self) -> PolicyConfig:
+        return load_policy_config(self.policy_path)
+
+    def notifier(self) -> Notifier:
+        return notifier_from_config(self.notifier_kind, os.environ.get(self.notifier_target_env))
+
+    def training_config(self) -> TrainingConfig:
+        return TrainingConfig(epochs=self.training_epochs, seed=self.training_seed)
+
+    def gate_settings(self) -> GateSettings:
+        strict = self.risk_tier == "high"
+        return GateSettings(metric=self.gate_metric, margin=self.gate_margin, relative=self.gate_relative,
+                            # High-stakes applications: tighter fairness and calibration tolerances.
+                            fairness_tolerance=0.01 if strict else 0.02,
+                            max_gap_widening=0.01 if strict else 0.02,
+                            max_ece_increase=0.01 if strict else 0.02)
 
 
 def default_resources() -> dict[str, object]:

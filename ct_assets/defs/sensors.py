@@ -1,4 +1,4 @@
-"""Sensors: new landed days -> ingest runs; drift or staleness -> a candidate model run.
+"""Sensors: a landed day -> its run to the day's decision; a decision -> the chosen training path.
 
 Sensors never read raw data or open the DuckDB file (a sensor tick must not contend with the
 single DuckDB writer): they list landing folder names or read asset metadata from the
@@ -9,30 +9,34 @@ instance's event log, with a cursor.
 import dagster as dg
 
 from ct_assets.core.ingest import list_landed_days
-from ct_assets.core.triggers import TriggerThresholds, find_triggers
-from ct_assets.defs.assets.deployment import production_model
+from ct_assets.defs.assets.deployment import ACTION_TAG, production_model, rollout_monitor
 from ct_assets.defs.assets.features import features
 from ct_assets.defs.assets.ingest import complaints, labels, raw_events
-from ct_assets.defs.assets.monitoring import drift_report
+from ct_assets.defs.assets.monitoring import complaint_report, concept_drift, drift_report
 from ct_assets.defs.assets.training import (
-    DRIFT_REPORT_TAG,
+    APPROVAL_TAG,
+    CANDIDATE_ASSETS,
+    DECISION_TAG,
     REASON_TAG,
     TRIGGER_TAG,
     WINDOW_END_TAG,
-    candidate_model,
+    finetuned_candidate,
+    retrained_candidate,
+    training_decision,
 )
 from ct_assets.defs.partitions import days_partitions
-from ct_assets.defs.resources import CTSettings, CTStorage
+from ct_assets.defs.resources import CTStorage
 
 
 @dg.sensor(
     # One run per landed day carries it all the way to its drift report; blocking checks stop the
     # run early on bad data. (Eager automation covers re-materializations made by hand.)
-    target=[raw_events, labels, complaints, features, drift_report],
+    target=[raw_events, labels, complaints, features, drift_report, concept_drift, complaint_report,
+            training_decision, rollout_monitor],
     minimum_interval_seconds=10,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Adds a partition for each new complete day folder in data/landing/ and runs that day "
-                "from ingest to drift report.",
+                "from ingest through monitoring to the day's training decision.",
 )
 def landing_sensor(context: dg.SensorEvaluationContext, storage: CTStorage) -> dg.SensorResult | dg.SkipReason:
     landed = list_landed_days(storage.landing_dir)
@@ -49,45 +53,81 @@ def landing_sensor(context: dg.SensorEvaluationContext, storage: CTStorage) -> d
     )
 
 
-def _latest_metadata(context: dg.SensorEvaluationContext, key: dg.AssetKey) -> dict[str, object] | None:
-    event = context.instance.get_latest_materialization_event(key)
-    if event is None or event.asset_materialization is None:
-        return None
-    return {name: value.value for name, value in event.asset_materialization.metadata.items()}
+def _metadata(record: dg.EventLogRecord) -> dict[str, object]:
+    materialization = record.asset_materialization
+    return {k: v.value for k, v in materialization.metadata.items()} if materialization else {}
+
+
+def _main_trigger(fired_rules: list[str]) -> str:
+    """The rule that best names why a candidate was asked for (for run tags and the registry)."""
+    for rule in ("bootstrap", "drift_scope", "concept_drift", "falling_metric", "rising_complaints",
+                 "staleness", "label_accumulation", "architecture_change", "technical_debt"):
+        if rule in fired_rules:
+            return rule
+    return fired_rules[0] if fired_rules else "policy"
 
 
 @dg.sensor(
-    target=[candidate_model, production_model],
-    minimum_interval_seconds=15,
+    target=[*CANDIDATE_ASSETS, production_model],
+    minimum_interval_seconds=10,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Requests a candidate model (then promotion) when a drift report breaches "
-                "`drift_trigger_severity`, when the production model is older than `max_model_age_days`, "
-                "or to bootstrap the first model once enough labels exist. Reads asset metadata from "
-                "the event log with a cursor; never raw data or the DuckDB file.",
+    description="Starts the training path each day's `training_decision` chose (retrained_candidate or "
+                "finetuned_candidate, then production_model), tagged with the decision id and reasons. "
+                "Reads decisions from the event log with a cursor; the decision id is the run key, so a "
+                "re-evaluated tick never starts a second run for the same decision.",
 )
-def training_trigger_sensor(context: dg.SensorEvaluationContext,
-                            settings: CTSettings) -> dg.SensorResult | dg.SkipReason:
+def decision_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     after = int(context.cursor) if context.cursor else None
-    reports = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=drift_report.key, after_storage_id=after), limit=500, ascending=True)
-    cursor = str(reports.records[-1].storage_id) if reports.records else context.cursor
-    production = _latest_metadata(context, production_model.key)
-    candidate = _latest_metadata(context, candidate_model.key)
-    # The newest day that made it through the whole chain (features, drift report) is the
-    # training window's end: a day that only landed has no features yet.
-    latest_report = context.instance.get_latest_materialization_event(drift_report.key)
-    latest_day = latest_report.dagster_event.partition if latest_report and latest_report.dagster_event else None
-    findings = find_triggers(
-        drift_reports=[(r.partition_key or "", {k: v.value for k, v in r.asset_materialization.metadata.items()})
-                       for r in reports.records if r.asset_materialization is not None],
-        production=production, last_candidate=candidate, latest_day=latest_day,
-        labelled_rows=int((_latest_metadata(context, labels.key) or {}).get("labelled_rows_total", 0) or 0),
-        thresholds=TriggerThresholds(settings.drift_trigger_severity, settings.max_model_age_days,
-                                     settings.min_training_rows))
-    if not findings:
-        return dg.SensorResult(skip_reason="no drift breach, stale model or bootstrap need", cursor=cursor)
-    return dg.SensorResult(run_requests=[
-        dg.RunRequest(run_key=f.run_key, tags={
-            TRIGGER_TAG: f.kind, REASON_TAG: f.reason[:1000], WINDOW_END_TAG: f.window_end,
-            **({DRIFT_REPORT_TAG: f.drift_report_id} if f.drift_report_id else {})})
-        for f in findings], cursor=cursor)
+    new = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=training_decision.key, after_storage_id=after), limit=500, ascending=True)
+    cursor = str(new.records[-1].storage_id) if new.records else context.cursor
+    wanted = [(r.partition_key or "", _metadata(r)) for r in new.records]
+    wanted = [(day, meta) for day, meta in wanted if meta.get("action") in ("retrain", "fine_tune")]
+    if not wanted:
+        return dg.SensorResult(skip_reason=f"{len(new.records)} new decisions, none asks for training",
+                               cursor=cursor)
+    # When several days were decided at once (catching up), the newest decision supersedes the rest.
+    day, meta = max(wanted, key=lambda item: item[0])
+    candidate = retrained_candidate if meta["action"] == "retrain" else finetuned_candidate
+    fired = [str(rule) for rule in meta.get("fired_rules", [])]
+    return dg.SensorResult(run_requests=[dg.RunRequest(
+        run_key=str(meta["decision_id"]),
+        asset_selection=[candidate.key, production_model.key],
+        tags={DECISION_TAG: str(meta["decision_id"]), TRIGGER_TAG: _main_trigger(fired),
+              REASON_TAG: "; ".join(fired)[:1000], WINDOW_END_TAG: day,
+              APPROVAL_TAG: str(bool(meta.get("requires_approval"))).lower()})], cursor=cursor)
+
+
+periodic_retrain_schedule = dg.ScheduleDefinition(
+    name="periodic_retrain",
+    cron_schedule="0 3 * * 0",
+    target=[retrained_candidate, production_model],
+    tags={TRIGGER_TAG: "schedule", REASON_TAG: "weekly periodic retrain (the cron baseline)"},
+    # The baseline to compare the evidence-driven policy against; switch it on in the UI.
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Cron baseline: retrain from scratch every Sunday 03:00, gates still apply.",
+)
+
+
+@dg.sensor(
+    target=[production_model],
+    minimum_interval_seconds=10,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Rolls back automatically: when `rollout_monitor` finds the newly promoted model worse than "
+                "the previous one (live metric or complaints), requests `production_model` with "
+                "ct/action=rollback, which restores the previous model and alerts.",
+)
+def rollback_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    after = int(context.cursor) if context.cursor else None
+    new = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=rollout_monitor.key, after_storage_id=after), limit=500, ascending=True)
+    cursor = str(new.records[-1].storage_id) if new.records else context.cursor
+    verdicts = [_metadata(r) for r in new.records]
+    rollbacks = [meta for meta in verdicts if meta.get("verdict") == "rollback"]
+    if not rollbacks:
+        return dg.SensorResult(skip_reason=f"{len(verdicts)} new rollout verdicts, no rollback", cursor=cursor)
+    meta = rollbacks[-1]
+    return dg.SensorResult(run_requests=[dg.RunRequest(
+        run_key=f"rollback:{meta['rollout_id']}",
+        asset_selection=[production_model.key],
+        tags={ACTION_TAG: "rollback", REASON_TAG: str(meta.get("reason", ""))[:1000]})], cursor=cursor)

@@ -210,6 +210,30 @@ def test_new_query_terms_are_unseen_and_local_to_their_category(
     assert "unseen_categories" in report.flags
 
 
+def test_two_local_shifts_at_once_stay_local(reference: pd.DataFrame, current: pd.DataFrame) -> None:
+    both = new_terms(regional_promotion(current))
+    report = build_drift_report(reference, both, DriftConfig(multivariate=False))
+    assert report.scope == "local"
+    assert set(report.affected_segments) == {"region=south", "category=fashion"}
+    where = {loc.feature: (loc.scope, loc.segments) for loc in report.feature_localisation}
+    assert where == {"discount": ("local", ("region=south",)), "query_term": ("local", ("category=fashion",))}
+    in_either = (both["region"] == "south") | (both["category"] == "fashion")
+    assert report.affected_traffic_share == pytest.approx(in_either.mean())
+    assert report.to_summary()["localisation.discount"] == "local:region=south"
+
+
+def test_shift_confined_to_one_group_is_named_by_that_group(reference: pd.DataFrame, current: pd.DataFrame) -> None:
+    # Younger accounts in group_b only: every region and category holds some group_b rows, so the
+    # shift leaks into them diluted; the sharpest contrast still names the group.
+    shifted = current.copy()
+    rows = shifted[schema.GROUP_COLUMN] == "group_b"
+    shifted.loc[rows, "log_account_age"] -= 1.5
+    report = build_drift_report(reference, shifted, DriftConfig(multivariate=False))
+    assert report.scope == "local"
+    assert report.scope_dimension == schema.GROUP_COLUMN
+    assert report.affected_segments == ("protected_group=group_b",)
+
+
 def test_joint_shift_invisible_per_feature_is_caught_by_bounded_mmd(reference: pd.DataFrame) -> None:
     def correlate(frame: pd.DataFrame, rho: float, seed: int) -> pd.DataFrame:
         rng = np.random.default_rng(seed)

@@ -6,6 +6,7 @@ import dagster as dg
 import pytest
 from dagster_duckdb import DuckDBResource
 
+from ct_assets.core.policy_config import DEFAULT_POLICY_PATH
 from ct_assets.defs.build import build_definitions
 from ct_assets.defs.resources import CTSettings, CTStorage
 
@@ -15,13 +16,33 @@ def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
+# The shipped policy is sized for 2,000 orders a day; tests stream 1,500 and need fewer labels.
+TEST_POLICY_OVERRIDES = {"min_rows_for_retrain = 5000": "min_rows_for_retrain = 3000"}
+
+
 @pytest.fixture
-def resources(data_dir: Path) -> dict[str, object]:
+def policy_path(tmp_path: Path) -> Path:
+    text = DEFAULT_POLICY_PATH.read_text()
+    for old, new in TEST_POLICY_OVERRIDES.items():
+        assert old in text, f"policy.toml no longer has {old!r}"
+        text = text.replace(old, new)
+    path = tmp_path / "policy.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def settings(policy_path: Path) -> CTSettings:
+    return CTSettings(min_rows_per_day=10, min_training_rows=200, training_epochs=3, policy_path=str(policy_path))
+
+
+@pytest.fixture
+def resources(data_dir: Path, settings: CTSettings) -> dict[str, object]:
     data_dir.mkdir(parents=True, exist_ok=True)
     return {
         "duckdb": DuckDBResource(database=str(data_dir / "warehouse.duckdb")),
         "storage": CTStorage(data_dir=str(data_dir)),
-        "settings": CTSettings(min_rows_per_day=10, min_training_rows=200, training_epochs=3),
+        "settings": settings,
     }
 
 

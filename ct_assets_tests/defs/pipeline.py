@@ -5,17 +5,18 @@ from pathlib import Path
 import dagster as dg
 
 from ct_assets.core.simulator import SimulatorConfig, write_day
-from ct_assets.defs.assets.deployment import production_model
+from ct_assets.defs.assets.deployment import production_model, rollout_monitor
 from ct_assets.defs.assets.features import features
 from ct_assets.defs.assets.ingest import complaints, labels, raw_events
-from ct_assets.defs.assets.monitoring import drift_report
-from ct_assets.defs.assets.training import candidate_model
+from ct_assets.defs.assets.monitoring import complaint_report, concept_drift, drift_report
+from ct_assets.defs.assets.training import CANDIDATE_ASSETS, training_decision
 from ct_assets.defs.checks import DATA_QUALITY_CHECKS
-from ct_assets.defs.gate_checks import candidate_gates
-from ct_assets.defs.sensors import landing_sensor, training_trigger_sensor
+from ct_assets.defs.gate_checks import CANDIDATE_GATES
+from ct_assets.defs.sensors import decision_sensor, landing_sensor, rollback_sensor
 
-DAY_ASSETS = [raw_events, labels, complaints, features, drift_report, *DATA_QUALITY_CHECKS]
-TRAINING_ASSETS = [candidate_model, production_model, candidate_gates, features, labels]
+DAY_ASSETS = [raw_events, labels, complaints, features, drift_report, concept_drift, complaint_report,
+              training_decision, rollout_monitor, *DATA_QUALITY_CHECKS]
+TRAINING_ASSETS = [*CANDIDATE_ASSETS, production_model, *CANDIDATE_GATES, features, labels, training_decision]
 
 
 class Pipeline:
@@ -25,22 +26,26 @@ class Pipeline:
                  config: SimulatorConfig) -> None:
         self.instance, self.resources, self.data_dir, self.config = instance, resources, data_dir, config
         self.next_day = 0
-        self.landing_cursor: str | None = None
-        self.trigger_cursor: str | None = None
+        self.cursors: dict[str, str | None] = {}
 
     def land(self, days: int) -> None:
         for _ in range(days):
             write_day(self.data_dir / "landing", self.data_dir / "simulator_state", self.config, self.next_day)
             self.next_day += 1
 
-    def ingest_landed(self) -> list[str]:
-        """Evaluate the landing sensor and run what it requests (plus eager downstream assets)."""
+    def _tick(self, sensor: dg.SensorDefinition) -> dg.SensorResult | dg.SkipReason:
         context = dg.build_sensor_context(instance=self.instance, resources=self.resources,
-                                          cursor=self.landing_cursor)
-        result = landing_sensor(context)
+                                          cursor=self.cursors.get(sensor.name))
+        result = sensor(context)
+        if isinstance(result, dg.SensorResult):
+            self.cursors[sensor.name] = result.cursor
+        return result
+
+    def ingest_landed(self) -> list[str]:
+        """Evaluate the landing sensor and run each requested day through to its decision."""
+        result = self._tick(landing_sensor)
         if isinstance(result, dg.SkipReason):
             return []
-        self.landing_cursor = result.cursor
         for request in result.dynamic_partitions_requests:
             self.instance.add_dynamic_partitions("days", list(request.partition_keys))
         days = [r.partition_key for r in result.run_requests]
@@ -49,13 +54,22 @@ class Pipeline:
                            tags={"ct/trigger": "landing"}, raise_on_error=False)
         return days
 
-    def evaluate_trigger(self) -> dg.SensorResult:
-        context = dg.build_sensor_context(instance=self.instance, resources=self.resources,
-                                          cursor=self.trigger_cursor)
-        result = training_trigger_sensor(context)
-        self.trigger_cursor = result.cursor
-        return result
+    def decisions(self) -> list[dg.RunRequest]:
+        return list(self._tick(decision_sensor).run_requests or [])
 
-    def run_training(self, tags: dict[str, str]) -> dg.ExecuteInProcessResult:
-        return dg.materialize(TRAINING_ASSETS, selection=[candidate_model, production_model],
-                              instance=self.instance, resources=self.resources, tags=tags, raise_on_error=False)
+    def rollbacks(self) -> list[dg.RunRequest]:
+        return list(self._tick(rollback_sensor).run_requests or [])
+
+    def run(self, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+        """Execute a sensor's run request as the daemon would (its selection, with checks, its tags)."""
+        return dg.materialize(TRAINING_ASSETS, selection=list(request.asset_selection), instance=self.instance,
+                              resources=self.resources, tags=request.tags, raise_on_error=False)
+
+    def step(self, days: int = 1) -> list[dg.RunRequest]:
+        """Land and process ``days`` days, then run whatever the decision sensor asks for."""
+        self.land(days)
+        self.ingest_landed()
+        requests = self.decisions()
+        for request in requests:
+            self.run(request)
+        return requests

@@ -1,45 +1,60 @@
+import json
+
 import duckdb
 
 from ct_assets.core.simulator import SimulatorConfig, parse_timeline
 from ct_assets_tests.defs.pipeline import Pipeline
 
 
-def registry(data_dir):
+def query(data_dir, sql):
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
-        return con.execute("SELECT model_id, status, trigger, trigger_reason, gate_results FROM model_registry "
-                           "ORDER BY created_at").fetchall()
+        return con.execute(sql).fetchall()
 
 
-def test_landing_to_promoted_model_then_drift_triggered_candidate(instance, resources, data_dir):
-    config = SimulatorConfig(rows_per_day=1500, seed=3, timeline=parse_timeline("stable@0,sensor_hardware_change@6"))
-    pipeline = Pipeline(instance, resources, data_dir, config)
+def test_bootstrap_local_fine_tune_then_global_retrain(instance, resources, data_dir):
+    """Landing files to a promoted model; a regional promotion fine-tunes, new sensor hardware retrains."""
+    timeline = parse_timeline("stable@0,regional_promotion@7,sensor_hardware_change@10")
+    pipeline = Pipeline(instance, resources, data_dir, SimulatorConfig(rows_per_day=1500, seed=3, timeline=timeline))
+
     pipeline.land(5)
     assert pipeline.ingest_landed() == ["2025-01-01", "2025-01-02", "2025-01-03", "2025-01-04", "2025-01-05"]
-
-    (bootstrap,) = pipeline.evaluate_trigger().run_requests
+    (bootstrap,) = pipeline.decisions()
     assert bootstrap.tags["ct/trigger"] == "bootstrap"
-    result = pipeline.run_training(bootstrap.tags)
-    assert result.success
-    [(first_id, status, trigger, _, _)] = registry(data_dir)
-    assert (status, trigger) == ("production", "bootstrap")
+    assert [k.to_user_string() for k in bootstrap.asset_selection] == ["retrained_candidate", "production_model"]
+    assert pipeline.run(bootstrap).success
+    assert query(data_dir, "SELECT status, training_path, trigger FROM model_registry") == \
+        [("production", "retrain", "bootstrap")]
 
-    # Stable days: no drift breach, no new candidate.
-    pipeline.land(1)
-    pipeline.ingest_landed()
-    assert pipeline.evaluate_trigger().run_requests == []
+    # Stable days: the decision is recorded as none and nothing is trained.
+    assert pipeline.step(2) == []
+    assert query(data_dir, "SELECT action FROM decisions WHERE day = '2025-01-07'") == [("none",)]
 
-    # New sensor hardware from day 6: the drift report breaches and a candidate is requested.
-    pipeline.land(2)
-    pipeline.ingest_landed()
-    requests = pipeline.evaluate_trigger().run_requests
-    assert [r.tags["ct/trigger"] for r in requests] == ["drift"]
-    assert requests[0].run_key.startswith("drift:2025-01-0")
-    assert "global scope" in requests[0].tags["ct/reason"]
-    pipeline.run_training(requests[0].tags)
-    rows = registry(data_dir)
-    assert len(rows) == 2
-    candidate = rows[1]
-    assert candidate[2] == "drift" and candidate[1] in ("production", "rejected")
-    assert '"name": "holdout"' in candidate[4]
-    # Re-evaluating the sensor does not ask again for the same reports.
-    assert pipeline.evaluate_trigger().run_requests == []
+    # Regional promotion from day 7 (2025-01-08): local drift. Its first day has no labels of the new
+    # regime yet, so the policy waits; the next day it fine-tunes the production model.
+    assert pipeline.step(1) == []
+    fired, = query(data_dir, "SELECT fired_rules FROM decisions WHERE day = '2025-01-08'")[0]
+    assert json.loads(fired) == ["drift_scope", "labels_scarce"]
+    requests = pipeline.step(1)
+    assert [r.tags["ct/trigger"] for r in requests] == ["drift_scope"]
+    assert [k.to_user_string() for k in requests[0].asset_selection] == ["finetuned_candidate", "production_model"]
+    action, reasons = query(data_dir, "SELECT action, reasons FROM decisions WHERE day = '2025-01-09'")[0]
+    assert action == "fine_tune" and "drift is local (segments: region=south; features: discount)" in reasons
+    path, has_parent, decision_id = query(data_dir, "SELECT training_path, parent_model_id IS NOT NULL, decision_id "
+                                                    "FROM model_registry ORDER BY created_at DESC LIMIT 1")[0]
+    assert (path, has_parent, decision_id) == ("fine_tune", True, requests[0].tags["ct/decision_id"])
+
+    # New sensor hardware from day 10 (2025-01-11): global drift -> retrain from scratch.
+    pipeline.step(1)
+    requests = pipeline.step(1)
+    assert [k.to_user_string() for k in requests[0].asset_selection] == ["retrained_candidate", "production_model"]
+    action, reasons = query(data_dir, "SELECT action, reasons FROM decisions WHERE day = '2025-01-11'")[0]
+    assert action == "retrain" and "drift is global" in reasons
+    assert query(data_dir, "SELECT count(*) FROM model_registry WHERE training_path = 'retrain' "
+                           "AND trigger = 'drift_scope'") == [(1,)]
+    # Every model has gate results, each rejection its reason, and exactly one model serves.
+    assert query(data_dir, "SELECT count(*) FROM model_registry WHERE status = 'production'") == [(1,)]
+    assert query(data_dir, "SELECT count(*) FROM model_registry WHERE gate_results = '[]'") == [(0,)]
+    assert query(data_dir, "SELECT count(*) FROM model_registry WHERE status = 'rejected' "
+                           "AND status_reason IS NULL") == [(0,)]
+    # The sensor does not ask twice for decisions it already handled.
+    assert pipeline.decisions() == []

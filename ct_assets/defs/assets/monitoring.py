@@ -1,13 +1,16 @@
-"""Monitoring asset: the day's drift report against what the production model learned."""
+"""Monitoring assets: the day's data drift, the serving model's concept drift, and complaints."""
 
 import base64
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from ct_assets.core.complaints import ComplaintConfig
+from ct_assets.core.concept_drift import ConceptDriftConfig
 from ct_assets.core.drift import DriftConfig
-from ct_assets.core.monitoring import monitor_day
+from ct_assets.core.monitoring import complaints_for_day, concept_drift_for_day, monitor_day
 from ct_assets.defs.assets.features import features
+from ct_assets.defs.assets.ingest import complaints, labels
 from ct_assets.defs.automation import eager_after_checks
 from ct_assets.defs.partitions import days_partitions
 from ct_assets.defs.resources import DUCKDB_POOL, CTSettings, CTStorage
@@ -47,4 +50,53 @@ def drift_report(context: dg.AssetExecutionContext, duckdb: DuckDBResource, stor
         "plot_path": dg.MetadataValue.path(str(result.plot_path)),
         "plot": dg.MetadataValue.md(
             f"![drift report](data:image/png;base64,{base64.b64encode(result.plot_path.read_bytes()).decode()})"),
+    })
+
+
+@dg.asset(
+    partitions_def=days_partitions,
+    deps=[features, labels, drift_report],
+    group_name="monitoring",
+    kinds={"duckdb", "numpy"},
+    owners=["team:ml-platform"],
+    pool=DUCKDB_POOL,
+    automation_condition=eager_after_checks(),
+    description="Concept drift of the serving model: its AUC / log-loss / error rate on labels that "
+                "arrived in the last days vs on its own holdout, with bootstrap confidence intervals, and "
+                "whether the change goes beyond covariate drift (P(y|X) moved, not only P(X)). Rows in "
+                "`concept_drift_results`.",
+)
+def concept_drift(context: dg.AssetExecutionContext, duckdb: DuckDBResource,
+                  storage: CTStorage) -> dg.MaterializeResult:
+    with duckdb.get_connection() as con:
+        outcome = concept_drift_for_day(con, storage.models_dir, context.partition_key, ConceptDriftConfig())
+    summary = outcome.result.to_summary() if outcome.result else {}
+    return dg.MaterializeResult(metadata={
+        "verdict": summary.get("verdict", "not_evaluated"),
+        "concept_drift": bool(summary.get("concept_drift", False)),
+        "beyond_covariate": bool(summary.get("beyond_covariate", False)),
+        "model_id": (outcome.reference.model_id if outcome.reference else None) or "",
+        "note": outcome.note,
+        "summary": dg.MetadataValue.json(summary),
+    })
+
+
+@dg.asset(
+    partitions_def=days_partitions,
+    deps=[complaints],
+    group_name="monitoring",
+    kinds={"duckdb", "scipy"},
+    owners=["team:ml-platform"],
+    pool=DUCKDB_POOL,
+    automation_condition=eager_after_checks(),
+    description="The day's complaint rate against the preceding baseline days (exact Poisson rate "
+                "test with orders as exposure): an alert when complaints rise. Rows in `complaint_results`.",
+)
+def complaint_report(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
+    with duckdb.get_connection() as con:
+        result = complaints_for_day(con, context.partition_key, ComplaintConfig())
+    summary = result.to_summary()
+    return dg.MaterializeResult(metadata={
+        "alert": result.alert, "rate_ratio": summary["rate_ratio"], "p_value": summary["p_value"],
+        "status": result.status, "complaints": result.complaints, "orders": result.orders,
     })
