@@ -37,6 +37,7 @@ def _simulator_config(args: argparse.Namespace):
 
 
 def _land(args: argparse.Namespace, days: int) -> list[Path]:
+    from ct_assets.core.serving import serving_fn_from_snapshot
     from ct_assets.core.simulator import next_day_index, write_day
 
     data_dir = _data_dir()
@@ -45,7 +46,9 @@ def _land(args: argparse.Namespace, days: int) -> list[Path]:
     start = next_day_index(state_dir, config)
     written = []
     for day_index in range(start, start + days):
-        written.append(write_day(data_dir / "landing", state_dir, config, day_index))
+        # Orders are served (and complaints and feedback-loop labels caused) by the deployed models.
+        serving_fn = serving_fn_from_snapshot(data_dir / "snapshots" / "latest.duckdb", data_dir / "models")
+        written.append(write_day(data_dir / "landing", state_dir, config, day_index, serving_fn))
         print(f"landed {written[-1].name} (day {day_index})", flush=True)
     return written
 
