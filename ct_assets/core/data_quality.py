@@ -126,3 +126,23 @@ def check_features_complete(con: duckdb.DuckDBPyConnection, day: str) -> CheckOu
     ok = rows == events and invalid == 0 and rows > 0
     return CheckOutcome(ok, f"{int(rows)} feature rows for {int(events)} events, {int(invalid)} with invalid values",
                         {"feature_rows": int(rows), "events": int(events), "invalid_rows": int(invalid)})
+
+
+def check_drift_severity(con: duckdb.DuckDBPyConnection, day: str, threshold: float) -> CheckOutcome:
+    """The day's drift report severity stays below ``threshold`` (what changed and where in the text)."""
+    rows = con.execute(
+        "SELECT severity, severity_level, scope, drifted_features, affected_segments FROM drift_reports "
+        "WHERE partition = ?", [day]).fetchall() if _has_table(con, "drift_reports") else []
+    if not rows:
+        return CheckOutcome(False, f"no drift report for {day}")
+    severity, level, scope, features, segments = rows[0]
+    metadata: dict[str, float | int | str] = {"severity": round(float(severity), 4), "severity_level": level,
+                                              "scope": scope, "threshold": threshold}
+    text = (f"severity {severity:.2f} ({level}), scope {scope}; drifted {list(features or [])} "
+            f"in {list(segments or [])[:5]}")
+    return CheckOutcome(float(severity) < threshold, text, metadata)
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
+                            [table]).fetchall()[0][0])

@@ -38,7 +38,7 @@ class GateSettings:
     relative: bool = True
     n_boot: int = 200
     fairness_tolerance: float = 0.02
-    max_gap_widening: float = 0.02
+    max_gap_widening: float = 0.05
     max_single_feature_auc: float = 0.97
     leakage_max_jump: float = 0.15
     max_ece_increase: float = 0.02
@@ -84,7 +84,8 @@ def evaluate_candidate(con: duckdb.DuckDBPyConnection, models_dir: Path, model_i
                       max_gap_widening=settings.max_gap_widening),
         leakage_gate(train, train[schema.LABEL_COLUMN].to_numpy(),
                      max_single_feature_auc=settings.max_single_feature_auc,
-                     reference_auc=_reference_feature_aucs(production), max_jump=settings.leakage_max_jump),
+                     reference_auc=_reference_feature_aucs(production), max_jump=settings.leakage_max_jump,
+                     batches=train["day"].astype(str).to_numpy()),
         calibration_gate(y, candidate_scores, production_scores, max_ece_increase=settings.max_ece_increase),
     ]
     record_gate_results(con, model_id, gates)

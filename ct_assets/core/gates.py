@@ -299,6 +299,8 @@ def leakage_gate(
     max_jump: float = 0.15,
     columns: tuple[str, ...] = schema.FEATURE_NUMERIC,
     severity: Severity = "error",
+    batches: Any | None = None,
+    min_batch_rows: int = 200,
 ) -> GateResult:
     """Fail when a numeric feature alone predicts the label implausibly well, or suddenly much better.
 
@@ -306,12 +308,25 @@ def leakage_gate(
     ``reference_auc`` (e.g. from the production model's training window) by more than ``max_jump``.
     The metrics hold every column's AUC, ready to serve as the next reference.
 
+    ``batches`` (e.g. each row's day) makes the AUC the highest of any batch with at least
+    ``min_batch_rows`` rows and both classes: a bug that started two days into a fortnight's window
+    is diluted over the whole window but obvious on its own days.
+
     Example: a pipeline bug that copies ``is_fraud`` into ``sensor_signal`` gives it AUC 1.0 -> fails.
     """
     _check_severity(severity)
     if not 0.5 <= max_single_feature_auc <= 1.0 or max_jump < 0:
         raise ValueError("need 0.5 <= max_single_feature_auc <= 1 and max_jump >= 0")
     aucs = single_feature_aucs(features, labels, columns)
+    if batches is not None:
+        y = _binary_labels(labels)
+        batch_values = np.asarray(batches)
+        for batch in np.unique(batch_values):
+            rows = batch_values == batch
+            if rows.sum() < min_batch_rows or len(np.unique(y[rows])) < 2:
+                continue
+            for column, auc in single_feature_aucs(features.loc[rows], y[rows], columns).items():
+                aucs[column] = max(aucs[column], auc)
     reference = dict(reference_auc or {})
     failures: list[str] = []
     for column, auc in aucs.items():

@@ -14,6 +14,7 @@ from dagster_duckdb import DuckDBResource
 from ct_assets.core import data_quality as dq
 from ct_assets.defs.assets.features import features
 from ct_assets.defs.assets.ingest import complaints, labels, raw_events
+from ct_assets.defs.assets.monitoring import drift_report
 from ct_assets.defs.partitions import days_partitions
 from ct_assets.defs.resources import DUCKDB_POOL, CTSettings
 
@@ -68,4 +69,13 @@ DATA_QUALITY_CHECKS = [
     _day_check(features, "features_complete", True,
                "One features row per event and no null/NaN/inf numeric feature.",
                lambda con, day, s: dq.check_features_complete(con, day)),
+    # Drift is evidence for the decision, not bad data: a warning from `drift_warn_severity`. Only a
+    # shift beyond `drift_block_severity` (off by default: severity never exceeds 1) blocks the day's
+    # decision, for teams that want a human to look at an extreme shift (often a broken feed) first.
+    _day_check(drift_report, "drift_below_warning", False,
+               "Drift severity below `drift_warn_severity` (medium by default).",
+               lambda con, day, s: dq.check_drift_severity(con, day, s.drift_warn_severity)),
+    _day_check(drift_report, "drift_not_extreme", True,
+               "Drift severity below `drift_block_severity`; above it the day's training decision waits.",
+               lambda con, day, s: dq.check_drift_severity(con, day, s.drift_block_severity)),
 ]

@@ -1,9 +1,12 @@
 """Resources: where files live, the DuckDB warehouse, and the pipeline's settings."""
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 from dagster_duckdb import DuckDBResource
 
 from ct_assets.core.alerts import Notifier, notifier_from_config
@@ -14,6 +17,22 @@ from ct_assets.core.training import TrainingConfig
 # Every op that opens the DuckDB file runs in this pool (limit 1 in dagster.yaml): DuckDB allows
 # one process per file, so reads and writes from different runs must take turns.
 DUCKDB_POOL = "duckdb_warehouse"
+
+
+class Warehouse(DuckDBResource):
+    """dagster-duckdb's resource, closing the connection even when the step fails.
+
+    (The base class closes only after a clean exit, so a failed step would keep the file locked
+    for the rest of its process.)
+    """
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with super().get_connection() as connection:
+            try:
+                yield connection
+            finally:
+                connection.close()
 
 
 class CTStorage(dg.ConfigurableResource):
@@ -55,6 +74,8 @@ class CTSettings(dg.ConfigurableResource):
     min_label_rate: float = 0.01
     max_label_rate: float = 0.5
     reference_days: int = 7  # reference window before the first model exists
+    drift_warn_severity: float = 0.3
+    drift_block_severity: float = 1.01  # > 1: never blocks; e.g. 0.9 to hold extreme shifts for a human
     training_window_days: int = 14
     fine_tune_window_days: int = 4
     min_training_rows: int = 1000
@@ -82,16 +103,18 @@ class CTSettings(dg.ConfigurableResource):
     def gate_settings(self) -> GateSettings:
         strict = self.risk_tier == "high"
         return GateSettings(metric=self.gate_metric, margin=self.gate_margin, relative=self.gate_relative,
-                            # High-stakes applications: tighter fairness and calibration tolerances.
+                            # High-stakes applications: tighter fairness and calibration tolerances. The
+                            # gap between groups is measured on a few hundred holdout rows per group, so
+                            # its tolerance sits above that sampling noise.
                             fairness_tolerance=0.01 if strict else 0.02,
-                            max_gap_widening=0.01 if strict else 0.02,
+                            max_gap_widening=0.03 if strict else 0.05,
                             max_ece_increase=0.01 if strict else 0.02)
 
 
 def default_resources() -> dict[str, object]:
     """Resources for `dagster dev`: paths come from the environment set by `make run`."""
     return {
-        "duckdb": DuckDBResource(database=dg.EnvVar("CT_DUCKDB_PATH")),
+        "duckdb": Warehouse(database=dg.EnvVar("CT_DUCKDB_PATH")),
         "storage": CTStorage(data_dir=dg.EnvVar("CT_DATA_DIR")),
         "settings": CTSettings(),
     }

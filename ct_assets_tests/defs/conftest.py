@@ -4,11 +4,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster_duckdb import DuckDBResource
 
 from ct_assets.core.policy_config import DEFAULT_POLICY_PATH
 from ct_assets.defs.build import build_definitions
-from ct_assets.defs.resources import CTSettings, CTStorage
+from ct_assets.defs.resources import CTSettings, CTStorage, Warehouse
 
 
 @pytest.fixture
@@ -40,7 +39,7 @@ def settings(policy_path: Path) -> CTSettings:
 def resources(data_dir: Path, settings: CTSettings) -> dict[str, object]:
     data_dir.mkdir(parents=True, exist_ok=True)
     return {
-        "duckdb": DuckDBResource(database=str(data_dir / "warehouse.duckdb")),
+        "duckdb": Warehouse(database=str(data_dir / "warehouse.duckdb")),
         "storage": CTStorage(data_dir=str(data_dir)),
         "settings": settings,
     }

@@ -65,8 +65,8 @@ def production_model(context: dg.AssetExecutionContext, duckdb: DuckDBResource,
                 result = promote_candidate(con, candidate_id, actor, requires_approval, settings.notifier(), plan)
                 outcome, reason = result.action, result.reason
         production = get_production(con)
-    if production is None:
-        raise ValueError(f"no production model ({outcome}: {reason})")
+    if production is None:  # e.g. the first model awaits a human's approval
+        return dg.MaterializeResult(metadata={"model_id": "", "outcome": outcome, "reason": reason})
     return dg.MaterializeResult(metadata={
         "model_id": production.model_id,
         "outcome": outcome,
