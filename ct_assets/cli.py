@@ -22,7 +22,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-DEFAULT_TIMELINE = "stable@0,regional_promotion@12,sensor_hardware_change@18,leakage_bug@24:until=27"
+# After 10 stable days: a regional promotion (fine-tune), a passing market shift (retrain, then a
+# rollback when the market reverts), new slang during a label-leaking pipeline bug (gate failure).
+DEFAULT_TIMELINE = ("stable@0,regional_promotion@10:until=14,market_shift@14:until=18,"
+                    "new_slang@21:until=25,leakage_bug@21:until=25")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
