@@ -8,6 +8,10 @@ instance's event log, with a cursor.
 
 import dagster as dg
 
+TRAINING_RUN_TAG = "ct/training_run"
+IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+             dg.DagsterRunStatus.STARTED]
+
 from ct_assets.core.ingest import list_landed_days
 from ct_assets.defs.assets.deployment import ACTION_TAG, production_model, rollout_monitor
 from ct_assets.defs.assets.features import features
@@ -86,6 +90,13 @@ def decision_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     if not wanted:
         return dg.SensorResult(skip_reason=f"{len(new.records)} new decisions, none asks for training",
                                cursor=cursor)
+    # One training run at a time: decisions taken while a candidate is being built were taken
+    # without knowing its outcome; the next day's decision will see it.
+    in_flight = context.instance.get_run_records(
+        dg.RunsFilter(tags={TRAINING_RUN_TAG: "true"}, statuses=IN_FLIGHT), limit=1)
+    if in_flight:
+        return dg.SensorResult(skip_reason=f"training run {in_flight[0].dagster_run.run_id[:8]} still in flight; "
+                                           f"{len(wanted)} decision(s) superseded", cursor=cursor)
     # When several days were decided at once (catching up), the newest decision supersedes the rest.
     day, meta = max(wanted, key=lambda item: item[0])
     candidate = retrained_candidate if meta["action"] == "retrain" else finetuned_candidate
@@ -93,7 +104,7 @@ def decision_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     return dg.SensorResult(run_requests=[dg.RunRequest(
         run_key=str(meta["decision_id"]),
         asset_selection=[candidate.key, production_model.key],
-        tags={DECISION_TAG: str(meta["decision_id"]), TRIGGER_TAG: _main_trigger(fired),
+        tags={TRAINING_RUN_TAG: "true", DECISION_TAG: str(meta["decision_id"]), TRIGGER_TAG: _main_trigger(fired),
               REASON_TAG: "; ".join(fired)[:1000], WINDOW_END_TAG: day,
               APPROVAL_TAG: str(bool(meta.get("requires_approval"))).lower()})], cursor=cursor)
 

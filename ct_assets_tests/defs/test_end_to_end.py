@@ -1,9 +1,16 @@
 import json
+import re
+from pathlib import Path
 
+import dagster as dg
 import duckdb
+
+from ct_assets.defs.build import build_definitions
 
 from ct_assets.core.simulator import SimulatorConfig, parse_timeline
 from ct_assets_tests.defs.pipeline import Pipeline
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def query(data_dir, sql):
@@ -58,3 +65,16 @@ def test_bootstrap_local_fine_tune_then_global_retrain(instance, resources, data
                            "AND status_reason IS NULL") == [(0,)]
     # The sensor does not ask twice for decisions it already handled.
     assert pipeline.decisions() == []
+
+    # Analysts: the snapshot asset publishes every table, and every query in the README runs on it.
+    snapshot_asset = build_definitions(resources).get_assets_def("analyst_snapshot")
+    assert dg.materialize([snapshot_asset], instance=instance, resources=resources).success
+    snapshot = data_dir / "snapshots" / "latest.duckdb"
+    queries = re.findall(r"```sql\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    assert len(queries) >= 1
+    with duckdb.connect(str(snapshot), read_only=True) as con:
+        for block in queries:
+            for statement in filter(str.strip, block.split(";")):
+                assert con.execute(statement).fetchall() is not None
+        tables = dict(con.execute("SELECT table_name, row_count FROM snapshot_info").fetchall())
+    assert tables["raw_events"] == 11 * 1500 and tables["decisions"] == 11 and tables["model_registry"] >= 3

@@ -1,0 +1,75 @@
+"""One test per cursor case of the decision and rollback sensors, on a real instance's event log."""
+
+import dagster as dg
+
+from ct_assets.defs.sensors import TRAINING_RUN_TAG, decision_sensor, rollback_sensor
+
+
+def decide(instance, day, action, decision_id, rules=("drift_scope",)):
+    instance.report_runless_asset_event(dg.AssetMaterialization(
+        asset_key="training_decision", partition=day,
+        metadata={"decision_id": decision_id, "action": action, "requires_approval": False,
+                  "fired_rules": list(rules)}))
+
+
+def tick(sensor, instance, cursor=None):
+    return sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+
+
+def selected(request):
+    return [key.to_user_string() for key in request.asset_selection]
+
+
+def test_no_decisions_yet(instance):
+    result = tick(decision_sensor, instance)
+    assert result.run_requests == [] and result.cursor is None
+
+
+def test_none_decision_advances_the_cursor_without_a_run(instance):
+    decide(instance, "2025-01-05", "none", "dec-1", rules=())
+    result = tick(decision_sensor, instance)
+    assert result.run_requests == [] and result.cursor is not None
+    assert tick(decision_sensor, instance, result.cursor).cursor == result.cursor
+
+
+def test_retrain_decision_requests_the_retrain_path_once(instance):
+    decide(instance, "2025-01-05", "retrain", "dec-2", rules=("bootstrap", "labels_plentiful"))
+    result = tick(decision_sensor, instance)
+    (request,) = result.run_requests
+    assert selected(request) == ["retrained_candidate", "production_model"]
+    assert request.run_key == "dec-2"
+    assert request.tags["ct/trigger"] == "bootstrap" and request.tags["ct/window_end"] == "2025-01-05"
+    assert request.tags[TRAINING_RUN_TAG] == "true"
+    assert tick(decision_sensor, instance, result.cursor).run_requests == []
+
+
+def test_newest_of_several_decisions_wins(instance):
+    decide(instance, "2025-01-06", "fine_tune", "dec-3")
+    decide(instance, "2025-01-07", "retrain", "dec-4")
+    (request,) = tick(decision_sensor, instance).run_requests
+    assert (request.run_key, selected(request)[0]) == ("dec-4", "retrained_candidate")
+
+
+def test_no_second_training_run_while_one_is_in_flight(instance):
+    @dg.job
+    def training_placeholder():
+        pass
+
+    run = instance.create_run_for_job(training_placeholder, tags={TRAINING_RUN_TAG: "true"})
+    assert run.status == dg.DagsterRunStatus.NOT_STARTED
+    decide(instance, "2025-01-08", "fine_tune", "dec-5")
+    result = tick(decision_sensor, instance)
+    assert result.run_requests == [] and "still in flight" in result.skip_reason.skip_message
+    assert result.cursor is not None
+
+
+def test_rollback_sensor_acts_only_on_rollback_verdicts(instance):
+    for day, verdict in (("2025-01-09", "advance"), ("2025-01-10", "rollback")):
+        instance.report_runless_asset_event(dg.AssetMaterialization(
+            asset_key="rollout_monitor", partition=day,
+            metadata={"verdict": verdict, "rollout_id": "ro-1", "reason": f"{verdict}: live AUC"}))
+    result = tick(rollback_sensor, instance)
+    (request,) = result.run_requests
+    assert selected(request) == ["production_model"]
+    assert (request.run_key, request.tags["ct/action"]) == ("rollback:ro-1", "rollback")
+    assert tick(rollback_sensor, instance, result.cursor).run_requests == []
