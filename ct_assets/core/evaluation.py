@@ -17,7 +17,14 @@ from ct_assets.core import schema
 from ct_assets.core.artifacts import load_model
 from ct_assets.core.candidates import MODEL_INPUTS, split_train_holdout
 from ct_assets.core.features import load_features
-from ct_assets.core.gates import GateResult, calibration_gate, fairness_gate, holdout_gate, leakage_gate
+from ct_assets.core.gates import (
+    GateResult,
+    calibration_gate,
+    fairness_gate,
+    holdout_gate,
+    leakage_gate,
+    selection_bias_gate,
+)
 from ct_assets.core.registry import (
     Deployment,
     ModelRecord,
@@ -56,6 +63,17 @@ def _reference_feature_aucs(production: ModelRecord | None) -> dict[str, float] 
     return None
 
 
+def _selection_bias(con: duckdb.DuckDBPyConnection, models_dir: Path, record: ModelRecord,
+                    production: ModelRecord | None) -> GateResult:
+    """Which rows of the candidate's window got labels, against what the serving model decided."""
+    window = load_features(con, str(record.data_window_start), str(record.data_window_end))
+    # The newest days have not had their label delay yet: compare only days whose labels had time.
+    window = window[window["day"] < window["day"].max()] if window["day"].nunique() > 1 else window
+    scores = (predict_proba(load_model(models_dir, production.model_id), window[list(MODEL_INPUTS)])
+              if production is not None else None)
+    return selection_bias_gate(window[schema.LABEL_COLUMN].notna().to_numpy(), scores)
+
+
 def evaluate_candidate(con: duckdb.DuckDBPyConnection, models_dir: Path, model_id: str,
                        settings: GateSettings) -> list[GateResult]:
     """Run the holdout, fairness, leakage and calibration gates for ``model_id``."""
@@ -87,6 +105,7 @@ def evaluate_candidate(con: duckdb.DuckDBPyConnection, models_dir: Path, model_i
                      reference_auc=_reference_feature_aucs(production), max_jump=settings.leakage_max_jump,
                      batches=train["day"].astype(str).to_numpy()),
         calibration_gate(y, candidate_scores, production_scores, max_ece_increase=settings.max_ece_increase),
+        _selection_bias(con, models_dir, record, production),
     ]
     record_gate_results(con, model_id, gates)
     failed = [g for g in gates if not g.passed and g.severity == "error"]

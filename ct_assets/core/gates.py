@@ -385,3 +385,41 @@ def calibration_gate(
         return GateResult("calibration", False, severity, metrics, threshold,
                           f"{summary}: worse by more than {max_ece_increase}")
     return GateResult("calibration", True, severity, metrics, threshold, f"{summary}: within {max_ece_increase}")
+
+
+def selection_bias_gate(
+    labelled: Any,
+    production_scores: Any | None,
+    block_threshold: float = 0.5,
+    min_coverage_ratio: float = 0.5,
+    min_rows: int = 50,
+    severity: Severity = "warning",
+) -> GateResult:
+    """Warn when labels exist mostly for orders the serving model approved (a feedback loop).
+
+    ``labelled`` marks which rows of the training window got a label; ``production_scores`` are the
+    serving model's scores on all of them. If the label coverage of the rows it would block is far
+    below that of the rows it approves, the training data only shows the model its own approvals:
+    retraining on it narrows the model further. Without a production model there is nothing to check.
+    """
+    _check_severity(severity)
+    mask = np.asarray(labelled, dtype=bool)
+    if production_scores is None:
+        return GateResult("selection_bias", True, severity, {}, {}, "no production model: no feedback loop yet")
+    scores = _scores(production_scores, len(mask), "production_scores")
+    blocked = scores > block_threshold
+    threshold = {"block_threshold": block_threshold, "min_coverage_ratio": min_coverage_ratio}
+    if blocked.sum() < min_rows or (~blocked).sum() < min_rows:
+        return GateResult("selection_bias", True, severity, {"blocked_rows": int(blocked.sum())}, threshold,
+                          f"too few blocked ({int(blocked.sum())}) or approved rows to compare label coverage")
+    blocked_coverage, approved_coverage = float(mask[blocked].mean()), float(mask[~blocked].mean())
+    ratio = blocked_coverage / approved_coverage if approved_coverage > 0 else 1.0
+    metrics = {"blocked_label_coverage": blocked_coverage, "approved_label_coverage": approved_coverage,
+               "coverage_ratio": ratio, "blocked_rows": int(blocked.sum())}
+    summary = (f"label coverage {blocked_coverage:.1%} for orders the model blocks vs "
+               f"{approved_coverage:.1%} for those it approves (ratio {ratio:.2f})")
+    if ratio < min_coverage_ratio:
+        return GateResult("selection_bias", False, severity, metrics, threshold,
+                          f"{summary} < {min_coverage_ratio}: labels come mostly from the model's own approvals "
+                          "(feedback loop); the candidate learns from a biased sample")
+    return GateResult("selection_bias", True, severity, metrics, threshold, summary)

@@ -1,4 +1,5 @@
-"""Promotion gates: blocking checks on each candidate (holdout, fairness, leakage, calibration).
+"""Promotion gates: blocking checks on each candidate (holdout, fairness, leakage, calibration),
+plus a feedback-loop (selection bias) warning.
 
 A failed gate rejects the candidate in the registry, raises an alert (the seed's "page the
 on-call engineer instead of deploying") and, being blocking, stops `production_model`.
@@ -19,13 +20,17 @@ GATE_CHECKS = {
     "fairness": "no_group_regresses",
     "leakage": "no_label_leakage",
     "calibration": "calibration_not_worse",
+    "selection_bias": "labels_not_from_own_approvals",
 }
+# A feedback loop is a warning for a human, not a veto: the labels are real, only biased.
+WARNING_GATES = {"selection_bias"}
 
 
 def _gates_for(candidate: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
     @dg.multi_asset_check(
         name=f"{candidate.key.to_python_identifier()}_gates",
-        specs=[dg.AssetCheckSpec(check_name, asset=candidate, blocking=True, description=f"Promotion gate: {gate}")
+        specs=[dg.AssetCheckSpec(check_name, asset=candidate, blocking=gate not in WARNING_GATES,
+                                 description=f"Promotion gate: {gate}")
                for gate, check_name in GATE_CHECKS.items()],
         pool=DUCKDB_POOL,
     )

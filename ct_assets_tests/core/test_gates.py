@@ -198,3 +198,24 @@ def test_calibration_gate_passes_equal_and_fails_overconfident(scored: dict[str,
     assert not result.passed
     assert result.metrics["ece_increase"] > 0.02
     assert "worse by more than 0.02" in result.reason
+
+
+def test_selection_bias_gate_warns_on_the_feedback_loop_scenario():
+    from ct_assets.core.gates import selection_bias_gate
+    from ct_assets.core.simulator import SimulatorConfig, base_regime_probability, generate_day, parse_timeline
+
+    for spec, expect_pass in (("stable", True), ("feedback_loop", False)):
+        config = SimulatorConfig(rows_per_day=4000, seed=2, timeline=parse_timeline(spec))
+        batch = generate_day(config, 0)
+        labelled = batch.events["event_id"].isin(batch.labels["event_id"]).to_numpy()
+        gate = selection_bias_gate(labelled, base_regime_probability(batch.events, config))
+        assert gate.passed is expect_pass, gate.reason
+        assert gate.severity == "warning"
+    assert "feedback loop" in gate.reason and gate.metrics["blocked_label_coverage"] == 0.0
+
+
+def test_selection_bias_gate_without_production_or_blocked_rows_passes():
+    from ct_assets.core.gates import selection_bias_gate
+
+    assert selection_bias_gate([True, False], None).passed
+    assert "too few" in selection_bias_gate([True] * 100, [0.1] * 100).reason

@@ -4,6 +4,7 @@ import duckdb
 from ct_assets.core import schema
 from ct_assets.defs.assets.features import features
 from ct_assets.defs.assets.ingest import complaints, labels, raw_events
+from ct_assets.defs.assets.monitoring import drift_report
 from ct_assets.defs.checks import DATA_QUALITY_CHECKS
 from ct_assets.defs.sensors import landing_sensor
 from ct_assets_tests.builders import events_frame, labels_frame, write_parquet
@@ -61,3 +62,24 @@ def test_materialize_days_then_bad_day_blocks_features(instance, resources, data
         assert con.execute("SELECT count(*) FROM labels").fetchall() == [(3,)]
         assert con.execute("SELECT count(*) FROM file_issues WHERE source = 'events'").fetchall() == [(1,)]
     assert list((data_dir / "quarantine" / DAYS[2]).glob("*events.parquet"))
+
+
+def test_manual_and_automatic_runs_write_the_same_rows(instance, resources, data_dir):
+    for day in DAYS[:2]:
+        land_day(data_dir, day)
+    instance.add_dynamic_partitions("days", DAYS[:2])
+    assets = [raw_events, labels, complaints, features, drift_report, *DATA_QUALITY_CHECKS]
+    snapshots = []
+    for tags in ({"ct/trigger": "landing"}, {}, {"dagster/auto_materialize": "true"}):
+        for day in DAYS[:2]:
+            assert dg.materialize(assets, partition_key=day, instance=instance, resources=resources, tags=tags).success
+        with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+            snapshots.append([
+                con.execute("SELECT count(*), sum(event_id) FROM raw_events").fetchall(),
+                con.execute("SELECT count(*) FROM features").fetchall(),
+                con.execute("SELECT report_id, partition, reference_id, severity FROM drift_reports "
+                            "ORDER BY partition").fetchall(),
+                con.execute("SELECT count(*) FROM drift_feature_results").fetchall(),
+            ])
+    assert snapshots[0] == snapshots[1] == snapshots[2]
+    assert snapshots[0][0][0][0] == 100 and len(snapshots[0][2]) == 2

@@ -6,7 +6,7 @@ from datetime import timedelta
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from ct_assets.core.ingest import IngestReport, ingest_complaints, ingest_events, ingest_labels
+from ct_assets.core.ingest import IngestReport, ingest_complaints, ingest_events, ingest_labels, label_coverage
 from ct_assets.defs.partitions import days_partitions
 from ct_assets.defs.resources import DUCKDB_POOL, CTStorage
 
@@ -50,14 +50,20 @@ def raw_events(context: dg.AssetExecutionContext, duckdb: DuckDBResource,
     owners=OWNERS,
     pool=DUCKDB_POOL,
     description="Labels (fraud chargebacks) that arrived on this day for earlier orders, joined to "
-                "`raw_events` by id. Unknown ids and repeat deliveries are quarantined.",
+                "`raw_events` by id. Unknown ids and repeat deliveries are quarantined. Metadata shows the "
+                "label coverage of the last 7 event days.",
 )
 def labels(context: dg.AssetExecutionContext, duckdb: DuckDBResource, storage: CTStorage) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:
         report = ingest_labels(con, storage.landing_dir, storage.quarantine_dir, context.partition_key)
         result = _result(report, con, "SELECT * FROM labels WHERE arrival_day = ? ORDER BY event_id LIMIT 5")
         total = con.execute("SELECT count(*) FROM labels").fetchall()[0][0]
-    return dg.MaterializeResult(metadata={**result.metadata, "labelled_rows_total": int(total)})
+        coverage = label_coverage(con, days=7)
+    return dg.MaterializeResult(metadata={
+        **result.metadata,
+        "labelled_rows_total": int(total),
+        "label_coverage_by_event_day": dg.MetadataValue.md(coverage.to_markdown(index=False)),
+    })
 
 
 @dg.asset(
