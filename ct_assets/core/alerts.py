@@ -28,12 +28,14 @@ import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, Protocol
 from urllib.parse import urlsplit
 
 import duckdb
+
+from ct_assets.core.common import utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -254,7 +256,7 @@ def raise_alert(con: duckdb.DuckDBPyConnection, kind: str, severity: str, subjec
     existing = get_alert(con, alert_id)
     if existing is not None:
         return existing
-    alert = Alert(alert_id, _utc_now(), severity, kind, subject, message, json.loads(details_json),
+    alert = Alert(alert_id, utc_now(), severity, kind, subject, message, json.loads(details_json),
                   notifier.kind, notifier.target, None, None)
     # Stored before delivery, so a crash while paging still leaves the alert on record.
     con.execute(f"INSERT INTO alerts ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})",
@@ -305,7 +307,3 @@ def _has_alerts(con: duckdb.DuckDBPyConnection) -> bool:
     """Readers check instead of creating the table, so read-only connections work."""
     return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'alerts' "
                             "AND schema_name = current_schema()").fetchall()[0][0])
-
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)

@@ -21,7 +21,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ct_assets.core.training import ComputeCost, Preprocessor, TrainedModel, TrainingConfig
+from ct_assets.core.training import (
+    ComputeCost,
+    Preprocessor,
+    TrainedModel,
+    TrainingConfig,
+)
 
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "manifest.json"

@@ -18,9 +18,19 @@ import pandas as pd
 from ct_assets.core import schema
 from ct_assets.core.artifacts import load_model, save_model
 from ct_assets.core.features import load_features
-from ct_assets.core.registry import ModelRecord, ensure_registry_tables, get_production, register_candidate
+from ct_assets.core.registry import (
+    ModelRecord,
+    ensure_registry_tables,
+    get_production,
+    register_candidate,
+)
 from ct_assets.core.splits import holdout_mask
-from ct_assets.core.training import TrainedModel, TrainingConfig, fine_tune, train_from_scratch
+from ct_assets.core.training import (
+    TrainedModel,
+    TrainingConfig,
+    fine_tune,
+    train_from_scratch,
+)
 
 MODEL_INPUTS: tuple[str, ...] = (*schema.FEATURE_NUMERIC, *schema.FEATURE_CATEGORICAL)
 

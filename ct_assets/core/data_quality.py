@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from ct_assets.core import schema
+from ct_assets.core.common import has_table
 from ct_assets.core.features import ensure_features_table
 from ct_assets.core.ingest import ensure_ingest_tables
 
@@ -132,7 +133,7 @@ def check_drift_severity(con: duckdb.DuckDBPyConnection, day: str, threshold: fl
     """The day's drift report severity stays below ``threshold`` (what changed and where in the text)."""
     rows = con.execute(
         "SELECT severity, severity_level, scope, drifted_features, affected_segments FROM drift_reports "
-        "WHERE partition = ?", [day]).fetchall() if _has_table(con, "drift_reports") else []
+        "WHERE partition = ?", [day]).fetchall() if has_table(con, "drift_reports") else []
     if not rows:
         return CheckOutcome(False, f"no drift report for {day}")
     severity, level, scope, features, segments = rows[0]
@@ -141,8 +142,3 @@ def check_drift_severity(con: duckdb.DuckDBPyConnection, day: str, threshold: fl
     text = (f"severity {severity:.2f} ({level}), scope {scope}; drifted {list(features or [])} "
             f"in {list(segments or [])[:5]}")
     return CheckOutcome(float(severity) < threshold, text, metadata)
-
-
-def _has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
-                            [table]).fetchall()[0][0])

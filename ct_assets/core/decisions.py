@@ -20,11 +20,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from typing import Any
 
 import duckdb
 
+from ct_assets.core.common import parse_iso_day, utc_now
 from ct_assets.core.evidence import evidence_to_dict
 from ct_assets.core.policy import Decision, Evidence
 
@@ -93,7 +94,7 @@ def decision_id_for(day: str, evidence: Evidence, policy_version: str) -> str:
     >>> decision_id_for("2024-03-14", ev, "1+abc")[:15]
     'dec-2024-03-14-'
     """
-    parsed = _parse_day(day)
+    parsed = parse_iso_day(day)
     if not isinstance(policy_version, str) or not policy_version:
         raise ValueError(f"policy_version must be a non-empty string, got {policy_version!r}")
     canonical = json.dumps({"day": parsed.isoformat(), "evidence": evidence_to_dict(evidence),
@@ -111,7 +112,7 @@ def record_decision(con: duckdb.DuckDBPyConnection, day: str, decision: Decision
     decision_id = decision_id_for(day, evidence, decision.policy_version)
     ensure_decision_tables(con)
     values: dict[str, Any] = {
-        "decision_id": decision_id, "day": _parse_day(day), "decided_at": _utc_now(), "action": decision.action,
+        "decision_id": decision_id, "day": parse_iso_day(day), "decided_at": utc_now(), "action": decision.action,
         "requires_approval": decision.requires_approval, "reasons": list(decision.reasons),
         "fired_rules": list(decision.fired_rules), "wanted_action": decision.wanted_action,
         "evidence": evidence_to_dict(evidence), "evidence_ids": dict(sorted(evidence.evidence_ids.items())),
@@ -148,7 +149,7 @@ def list_decisions(con: duckdb.DuckDBPyConnection, since_day: str | None = None)
     if since_day is None:
         rows = con.execute(f"{select} {order}").fetchall()
     else:
-        rows = con.execute(f"{select} WHERE day >= ? {order}", [_parse_day(since_day)]).fetchall()
+        rows = con.execute(f"{select} WHERE day >= ? {order}", [parse_iso_day(since_day)]).fetchall()
     return [_row_to_record(row) for row in rows]
 
 
@@ -177,14 +178,3 @@ def _has_decisions(con: duckdb.DuckDBPyConnection) -> bool:
     """Readers check instead of creating the table, so read-only connections work."""
     return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'decisions' "
                             "AND schema_name = current_schema()").fetchall()[0][0])
-
-
-def _parse_day(day: str) -> date:
-    try:
-        return date.fromisoformat(day)
-    except (TypeError, ValueError):
-        raise ValueError(f"day must be an ISO date YYYY-MM-DD, got {day!r}") from None
-
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)

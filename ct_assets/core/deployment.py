@@ -7,7 +7,6 @@ the Dagster assets, the `ct` command and the UI approval asset all move the poin
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from pathlib import Path
 
 import duckdb
@@ -26,7 +25,6 @@ from ct_assets.core.registry import (
     reject,
     rollback,
 )
-from ct_assets.core.training import predict_proba
 from ct_assets.core.rollout import (
     RolloutPlan,
     RolloutStep,
@@ -35,6 +33,7 @@ from ct_assets.core.rollout import (
     compare_live,
     start_rollout,
 )
+from ct_assets.core.training import predict_proba
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from typing import Any
 import duckdb
 
 from ct_assets.core import schema
+from ct_assets.core.common import has_table, parse_iso_day
 from ct_assets.core.policy import Evidence, compute_budget_left
 from ct_assets.core.policy_config import PolicyConfig
 from ct_assets.core.registry import ModelRecord, get_model, get_production
@@ -74,7 +75,7 @@ def gather_evidence(
     ``recent_window_days`` is the window (ending on ``day``) whose label coverage says whether the
     labels are representative. Risk tier and the two flags come from the caller (config or operator).
     """
-    as_of = _parse_day(day)
+    as_of = parse_iso_day(day)
     if isinstance(recent_window_days, bool) or not isinstance(recent_window_days, int) or recent_window_days < 1:
         raise ValueError(f"recent_window_days must be a positive integer, got {recent_window_days!r}")
     ids: dict[str, str] = {}
@@ -83,7 +84,7 @@ def gather_evidence(
     drift = _drift_evidence(con, day, ids, notes)
     concept = _concept_evidence(con, day, ids, notes)
     complaints = _complaint_evidence(con, day, ids, notes)
-    production = get_production(con) if _has_table(con, "model_registry") else None
+    production = get_production(con) if has_table(con, "model_registry") else None
     model = _production_evidence(production, as_of, con, ids, notes)
     if production is not None and drift["report_model_id"] not in (None, production.model_id):
         notes["drift_model"] = (f"the drift report compared traffic with model {drift['report_model_id']}, "
@@ -269,7 +270,7 @@ def _fine_tune_chain(con: duckdb.DuckDBPyConnection, production: ModelRecord, no
 def _label_evidence(con: duckdb.DuckDBPyConnection, as_of: date, production: ModelRecord | None,
                     config: PolicyConfig, recent_window_days: int, notes: dict[str, str]) -> dict[str, Any]:
     """Label counts as of ``as_of``: since training, for the current regime, and coverage of the recent window."""
-    if not _has_table(con, "labels"):
+    if not has_table(con, "labels"):
         notes["labels"] = "no labels table: no labels counted"
         return {"new_labels_since_training": 0, "labelled_rows_new_regime": 0, "label_coverage_recent": 0.0}
 
@@ -293,7 +294,7 @@ def _label_evidence(con: duckdb.DuckDBPyConnection, as_of: date, production: Mod
     labelled = _count(con, "SELECT count(*) FROM labels WHERE arrival_day <= ? AND event_day BETWEEN ? AND ?",
                       [as_of, window_start, as_of])
     orders = (_count(con, "SELECT count(*) FROM raw_events WHERE day BETWEEN ? AND ?", [window_start, as_of])
-              if _has_table(con, "raw_events") else 0)
+              if has_table(con, "raw_events") else 0)
     if orders == 0:
         notes["label_coverage"] = f"no orders in {window_start}..{as_of}: label coverage 0"
     coverage = min(1.0, labelled / orders) if orders else 0.0
@@ -322,7 +323,7 @@ def _shift_start(con: duckdb.DuckDBPyConnection, as_of: date, config: PolicyConf
 def _cost_evidence(con: duckdb.DuckDBPyConnection, as_of: date, config: PolicyConfig,
                    notes: dict[str, str]) -> dict[str, Any]:
     """Budget left in the period ending on ``as_of`` and the median measured cost of each training path."""
-    if not _has_table(con, "model_registry"):
+    if not has_table(con, "model_registry"):
         notes["cost"] = "no model registry: nothing spent, default cost estimates"
         return {"compute_budget_left": compute_budget_left(0.0, config),
                 "retrain_cost_estimate": None, "fine_tune_cost_estimate": None}
@@ -362,26 +363,15 @@ def _affected_regions(scope: str, segments: tuple[str, ...]) -> tuple[str, ...]:
 # --- helpers -------------------------------------------------------------------------------------------
 
 
-def _parse_day(day: str) -> date:
-    try:
-        return date.fromisoformat(day)
-    except (TypeError, ValueError):
-        raise ValueError(f"day must be an ISO date YYYY-MM-DD, got {day!r}") from None
-
 
 def _model_day(record: ModelRecord) -> date:
     return record.data_window_end if record.data_window_end is not None else record.created_at.date()
 
 
-def _has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    """True if ``table`` exists (checked instead of created, so read-only connections work)."""
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ? "
-                            "AND schema_name = current_schema()", [table]).fetchall()[0][0])
-
 
 def _fetch(con: duckdb.DuckDBPyConnection, table: str, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
     """Rows of ``sql`` over ``table``, or none when the table does not exist yet."""
-    return con.execute(sql, params).fetchall() if _has_table(con, table) else []
+    return con.execute(sql, params).fetchall() if has_table(con, table) else []
 
 
 def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> int:

@@ -18,8 +18,16 @@ import pandas as pd
 from ct_assets.core import schema
 from ct_assets.core.artifacts import load_model
 from ct_assets.core.candidates import MODEL_INPUTS, split_train_holdout
-from ct_assets.core.complaints import ComplaintConfig, ComplaintTestResult, evaluate_complaint_rate
-from ct_assets.core.concept_drift import ConceptDriftConfig, ConceptDriftResult, detect_concept_drift
+from ct_assets.core.complaints import (
+    ComplaintConfig,
+    ComplaintTestResult,
+    evaluate_complaint_rate,
+)
+from ct_assets.core.concept_drift import (
+    ConceptDriftConfig,
+    ConceptDriftResult,
+    detect_concept_drift,
+)
 from ct_assets.core.drift import DriftConfig, DriftReport, build_drift_report
 from ct_assets.core.drift_plot import write_drift_plot
 from ct_assets.core.drift_store import (

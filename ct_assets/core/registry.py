@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, fields
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from typing import Any, Literal, Sequence
 
 import duckdb
 
+from ct_assets.core.common import utc_now
 from ct_assets.core.gates import GateResult
 
 Status = Literal["staging", "production", "retired", "rejected", "pending_approval"]
@@ -65,9 +66,6 @@ CREATE TABLE IF NOT EXISTS deployments (
 _JSON_COLUMNS = ("hyperparameters", "metrics", "gate_results")
 
 
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
 
 @dataclass(frozen=True)
 class ModelRecord:
@@ -75,7 +73,7 @@ class ModelRecord:
 
     model_id: str
     training_path: str
-    created_at: datetime = field(default_factory=_utc_now)
+    created_at: datetime = field(default_factory=utc_now)
     status: str = "staging"
     parent_model_id: str | None = None
     trigger: str | None = None
@@ -235,7 +233,7 @@ def _append_deployment(con: duckdb.DuckDBPyConnection, model_id: str, previous_m
                        action: str, actor: str, reason: str) -> Deployment:
     # Writers to the live database are serialized, so max + 1 inside the transaction is unique.
     next_id = con.execute("SELECT coalesce(max(deployment_id), 0) + 1 FROM deployments").fetchall()[0][0]
-    deployment = Deployment(int(next_id), model_id, previous_model_id, action, actor, reason, _utc_now())
+    deployment = Deployment(int(next_id), model_id, previous_model_id, action, actor, reason, utc_now())
     con.execute(
         "INSERT INTO deployments (deployment_id, model_id, previous_model_id, action, actor, reason, acted_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -28,13 +28,20 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from typing import Any, Iterable
 
 import duckdb
 import numpy as np
 
-from ct_assets.core.gates import _binary_labels, _check_metric, _higher_is_better, _metric_fn, _scores
+from ct_assets.core.common import has_table, parse_iso_day, utc_now
+from ct_assets.core.gates import (
+    _binary_labels,
+    _check_metric,
+    _higher_is_better,
+    _metric_fn,
+    _scores,
+)
 from ct_assets.core.registry import get_production
 from ct_assets.core.splits import holdout_mask
 
@@ -298,7 +305,7 @@ def start_rollout(con: duckdb.DuckDBPyConnection, model_id: str, previous_model_
         raise ValueError(f"model {model_id} cannot be rolled out over itself")
     if not isinstance(plan, RolloutPlan):
         raise ValueError(f"plan must be a RolloutPlan, got {type(plan).__name__}")
-    start = _parse_day(day)
+    start = parse_iso_day(day)
     ensure_rollout_tables(con)
     active = active_rollout(con)
     if active is not None and (active.model_id, active.previous_model_id) == (model_id, previous_model_id):
@@ -317,7 +324,7 @@ def start_rollout(con: duckdb.DuckDBPyConnection, model_id: str, previous_model_
         con.execute(
             f"INSERT INTO rollouts ({', '.join(_ROLLOUT_COLUMNS)}) VALUES ({', '.join('?' for _ in _ROLLOUT_COLUMNS)})",
             [rollout_id, model_id, previous_model_id, json.dumps(list(plan.steps)), plan.days_per_step, start,
-             "active", 0, plan.steps[0], start, reason, _utc_now()],
+             "active", 0, plan.steps[0], start, reason, utc_now()],
         )
         _append_step(con, rollout_id, start, "start", 0, plan.steps[0], reason, None)
         con.execute("COMMIT")
@@ -333,7 +340,7 @@ def advance_rollout(con: duckdb.DuckDBPyConnection, day: str, live: LiveComparis
     """Judge the active rollout on ``day`` with ``live``: rollback, advance/complete, or hold (module docstring)."""
     if not isinstance(live, LiveComparison):
         raise ValueError(f"live must be a LiveComparison, got {type(live).__name__}")
-    today = _parse_day(day)
+    today = parse_iso_day(day)
     rollout = active_rollout(con)
     # A day moves a rollout once (a rollout that completed or rolled back today still answers for it),
     # except that degradation seen later the same day still rolls an active rollout back.
@@ -388,8 +395,8 @@ def current_traffic_share(con: duckdb.DuckDBPyConnection, model_id: str, day: st
     the first model, promoted without a ramp) serves everything if it is the production model now.
     """
     _require_text(model_id, "model_id")
-    as_of = _parse_day(day)
-    if _has_table(con, "rollout_steps"):
+    as_of = parse_iso_day(day)
+    if has_table(con, "rollout_steps"):
         rows = con.execute(
             "SELECT r.model_id, s.traffic_share, s.day <= ? FROM rollout_steps s "
             "JOIN rollouts r ON r.rollout_id = s.rollout_id WHERE r.model_id = ? OR r.previous_model_id = ? "
@@ -401,7 +408,7 @@ def current_traffic_share(con: duckdb.DuckDBPyConnection, model_id: str, day: st
                 return 0.0 if rows[0][0] == model_id else 1.0
             new_model_id, share, _ = past[-1]
             return float(share) if new_model_id == model_id else 1.0 - float(share)
-    if not _has_table(con, "model_registry"):
+    if not has_table(con, "model_registry"):
         return 0.0
     production = get_production(con)
     return 1.0 if production is not None and production.model_id == model_id else 0.0
@@ -427,7 +434,7 @@ def list_rollout_steps(con: duckdb.DuckDBPyConnection, rollout_id: str) -> list[
 
 
 def _rollouts(con: duckdb.DuckDBPyConnection, where: str, params: list[Any]) -> list[RolloutRecord]:
-    if not _has_table(con, "rollouts"):
+    if not has_table(con, "rollouts"):
         return []
     rows = con.execute(f"SELECT {', '.join(_ROLLOUT_COLUMNS)} FROM rollouts {where} ORDER BY created_at",
                        params).fetchall()
@@ -441,7 +448,7 @@ def _rollouts(con: duckdb.DuckDBPyConnection, where: str, params: list[Any]) -> 
 
 def _steps(con: duckdb.DuckDBPyConnection, condition: str, params: list[Any]) -> list[RolloutStep]:
     """Steps matching ``condition`` (over alias ``s`` = rollout_steps), oldest first."""
-    if not _has_table(con, "rollout_steps"):
+    if not has_table(con, "rollout_steps"):
         return []
     rows = con.execute(
         "SELECT s.rollout_id, r.model_id, r.previous_model_id, s.day, s.verdict, s.step_index, s.traffic_share, "
@@ -464,27 +471,11 @@ def _append_step(con: duckdb.DuckDBPyConnection, rollout_id: str, day: date, ver
         "INSERT INTO rollout_steps (seq, rollout_id, day, verdict, step_index, traffic_share, reason, live, "
         "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [seq, rollout_id, day, verdict, step_index, traffic_share, reason,
-         None if live is None else json.dumps(live, sort_keys=True), _utc_now()],
+         None if live is None else json.dumps(live, sort_keys=True), utc_now()],
     )
 
-
-def _has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    """Readers check instead of creating tables, so read-only connections work."""
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ? "
-                            "AND schema_name = current_schema()", [table]).fetchall()[0][0])
 
 
 def _require_text(value: object, what: str) -> None:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{what} must be a non-empty string, got {value!r}")
-
-
-def _parse_day(day: str) -> date:
-    try:
-        return date.fromisoformat(day)
-    except (TypeError, ValueError):
-        raise ValueError(f"day must be an ISO date YYYY-MM-DD, got {day!r}") from None
-
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)

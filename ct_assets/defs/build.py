@@ -5,16 +5,29 @@ from collections.abc import Mapping
 import dagster as dg
 
 from ct_assets.defs.assets.analytics import analyst_snapshot_asset
-from ct_assets.defs.assets.deployment import model_approval, production_model, rollout_monitor
+from ct_assets.defs.assets.deployment import (
+    model_approval,
+    production_model,
+    rollout_monitor,
+)
 from ct_assets.defs.assets.features import features
 from ct_assets.defs.assets.ingest import complaints, labels, raw_events
-from ct_assets.defs.assets.monitoring import complaint_report, concept_drift, drift_report
+from ct_assets.defs.assets.monitoring import (
+    complaint_report,
+    concept_drift,
+    drift_report,
+)
 from ct_assets.defs.assets.training import CANDIDATE_ASSETS, training_decision
 from ct_assets.defs.automation import automation_sensor
 from ct_assets.defs.checks import DATA_QUALITY_CHECKS
 from ct_assets.defs.gate_checks import CANDIDATE_GATES
 from ct_assets.defs.resources import default_resources
-from ct_assets.defs.sensors import decision_sensor, landing_sensor, periodic_retrain_schedule, rollback_sensor
+from ct_assets.defs.sensors import (
+    decision_sensor,
+    landing_sensor,
+    periodic_retrain_schedule,
+    rollback_sensor,
+)
 
 
 def build_definitions(resources: Mapping[str, object] | None = None) -> dg.Definitions:

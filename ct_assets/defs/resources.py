@@ -11,7 +11,11 @@ from dagster_duckdb import DuckDBResource
 
 from ct_assets.core.alerts import Notifier, notifier_from_config
 from ct_assets.core.evaluation import GateSettings
-from ct_assets.core.policy_config import DEFAULT_POLICY_PATH, PolicyConfig, load_policy_config
+from ct_assets.core.policy_config import (
+    DEFAULT_POLICY_PATH,
+    PolicyConfig,
+    load_policy_config,
+)
 from ct_assets.core.training import TrainingConfig
 
 # Every op that opens the DuckDB file runs in this pool (limit 1 in dagster.yaml): DuckDB allows

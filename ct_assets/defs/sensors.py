@@ -13,10 +13,18 @@ IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.Dag
              dg.DagsterRunStatus.STARTED]
 
 from ct_assets.core.ingest import list_landed_days
-from ct_assets.defs.assets.deployment import ACTION_TAG, production_model, rollout_monitor
+from ct_assets.defs.assets.deployment import (
+    ACTION_TAG,
+    production_model,
+    rollout_monitor,
+)
 from ct_assets.defs.assets.features import features
 from ct_assets.defs.assets.ingest import complaints, labels, raw_events
-from ct_assets.defs.assets.monitoring import complaint_report, concept_drift, drift_report
+from ct_assets.defs.assets.monitoring import (
+    complaint_report,
+    concept_drift,
+    drift_report,
+)
 from ct_assets.defs.assets.training import (
     APPROVAL_TAG,
     CANDIDATE_ASSETS,

@@ -16,7 +16,12 @@ from ct_assets.core.artifacts import (
     save_model,
     weights_sha256,
 )
-from ct_assets.core.training import TrainedModel, TrainingConfig, predict_proba, train_from_scratch
+from ct_assets.core.training import (
+    TrainedModel,
+    TrainingConfig,
+    predict_proba,
+    train_from_scratch,
+)
 
 
 def small_frame(n_rows: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:

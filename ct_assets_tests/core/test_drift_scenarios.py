@@ -31,7 +31,11 @@ import pandas as pd
 import pytest
 
 from ct_assets.core import schema
-from ct_assets.core.complaints import ComplaintConfig, ComplaintTestResult, evaluate_complaint_rate
+from ct_assets.core.complaints import (
+    ComplaintConfig,
+    ComplaintTestResult,
+    evaluate_complaint_rate,
+)
 from ct_assets.core.concept_drift import ConceptDriftResult, detect_concept_drift
 from ct_assets.core.drift import DriftConfig, DriftReport, build_drift_report
 from ct_assets.core.features import features_from_events

@@ -18,8 +18,19 @@ from ct_assets.core.drift_store import ensure_drift_tables
 from ct_assets.core.evidence import evidence_notes, evidence_to_dict, gather_evidence
 from ct_assets.core.ingest import ensure_ingest_tables
 from ct_assets.core.policy import Evidence, decide
-from ct_assets.core.policy_config import DEFAULT_POLICY_PATH, PolicyConfig, load_policy_config, parse_policy_config
-from ct_assets.core.registry import ModelRecord, ensure_registry_tables, promote, register_candidate, reject
+from ct_assets.core.policy_config import (
+    DEFAULT_POLICY_PATH,
+    PolicyConfig,
+    load_policy_config,
+    parse_policy_config,
+)
+from ct_assets.core.registry import (
+    ModelRecord,
+    ensure_registry_tables,
+    promote,
+    register_candidate,
+    reject,
+)
 
 DAY = "2024-03-20"
 CREATED = dt.datetime(2026, 1, 1, 12, 0)  # wall clock, unrelated to the simulated days

@@ -202,7 +202,12 @@ def test_calibration_gate_passes_equal_and_fails_overconfident(scored: dict[str,
 
 def test_selection_bias_gate_warns_on_the_feedback_loop_scenario():
     from ct_assets.core.gates import selection_bias_gate
-    from ct_assets.core.simulator import SimulatorConfig, base_regime_probability, generate_day, parse_timeline
+    from ct_assets.core.simulator import (
+        SimulatorConfig,
+        base_regime_probability,
+        generate_day,
+        parse_timeline,
+    )
 
     for spec, expect_pass in (("stable", True), ("feedback_loop", False)):
         config = SimulatorConfig(rows_per_day=4000, seed=2, timeline=parse_timeline(spec))

@@ -9,7 +9,12 @@ from ct_assets.core.drift import DriftConfig
 from ct_assets.core.features import build_features, load_features
 from ct_assets.core.ingest import ingest_events, ingest_labels
 from ct_assets.core.monitoring import current_reference, monitor_day
-from ct_assets.core.registry import ModelRecord, ensure_registry_tables, promote, register_candidate
+from ct_assets.core.registry import (
+    ModelRecord,
+    ensure_registry_tables,
+    promote,
+    register_candidate,
+)
 from ct_assets.core.simulator import SimulatorConfig, parse_timeline, write_history
 from ct_assets.core.training import TrainingConfig, train_from_scratch
 

@@ -12,7 +12,11 @@ import pytest
 
 from ct_assets.core import policy
 from ct_assets.core.policy import Evidence, compute_budget_left, decide
-from ct_assets.core.policy_config import DEFAULT_POLICY_PATH, PolicyConfig, parse_policy_config
+from ct_assets.core.policy_config import (
+    DEFAULT_POLICY_PATH,
+    PolicyConfig,
+    parse_policy_config,
+)
 
 # A healthy production model: no drift, nothing accumulated, plenty of representative labels and budget.
 STABLE = Evidence(

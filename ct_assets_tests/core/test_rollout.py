@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 
 from ct_assets.core import rollout
-from ct_assets.core.registry import ModelRecord, ensure_registry_tables, get_production, promote, register_candidate
+from ct_assets.core.registry import (
+    ModelRecord,
+    ensure_registry_tables,
+    get_production,
+    promote,
+    register_candidate,
+)
 from ct_assets.core.registry import rollback as registry_rollback
 from ct_assets.core.rollout import (
     LiveComparison,

@@ -4,7 +4,12 @@ import numpy as np
 from ct_assets.core.artifacts import save_model
 from ct_assets.core.candidates import MODEL_INPUTS
 from ct_assets.core.features import features_from_events
-from ct_assets.core.registry import ModelRecord, ensure_registry_tables, promote, register_candidate
+from ct_assets.core.registry import (
+    ModelRecord,
+    ensure_registry_tables,
+    promote,
+    register_candidate,
+)
 from ct_assets.core.rollout import RolloutPlan, start_rollout, traffic_split
 from ct_assets.core.serving import serving_fn_from_snapshot
 from ct_assets.core.simulator import SimulatorConfig, generate_day

@@ -2,7 +2,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ct_assets.core.validation import UnusableFile, validate_complaints, validate_events, validate_labels
+from ct_assets.core.validation import (
+    UnusableFile,
+    validate_complaints,
+    validate_events,
+    validate_labels,
+)
 from ct_assets_tests.builders import events_frame, labels_frame
 
 DAY = "2025-01-03"

@@ -8,7 +8,11 @@ from ct_assets.core.simulator import SimulatorConfig, write_day
 from ct_assets.defs.assets.deployment import production_model, rollout_monitor
 from ct_assets.defs.assets.features import features
 from ct_assets.defs.assets.ingest import complaints, labels, raw_events
-from ct_assets.defs.assets.monitoring import complaint_report, concept_drift, drift_report
+from ct_assets.defs.assets.monitoring import (
+    complaint_report,
+    concept_drift,
+    drift_report,
+)
 from ct_assets.defs.assets.training import CANDIDATE_ASSETS, training_decision
 from ct_assets.defs.checks import DATA_QUALITY_CHECKS
 from ct_assets.defs.gate_checks import CANDIDATE_GATES

@@ -6,7 +6,13 @@ from datetime import timedelta
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from ct_assets.core.deployment import approve, monitor_rollout_day, promote_candidate, reject_candidate, roll_back
+from ct_assets.core.deployment import (
+    approve,
+    monitor_rollout_day,
+    promote_candidate,
+    reject_candidate,
+    roll_back,
+)
 from ct_assets.core.evaluation import promote_ready_candidate
 from ct_assets.core.registry import ensure_registry_tables, get_production
 from ct_assets.core.rollout import RolloutPlan

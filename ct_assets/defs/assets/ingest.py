@@ -6,7 +6,13 @@ from datetime import timedelta
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from ct_assets.core.ingest import IngestReport, ingest_complaints, ingest_events, ingest_labels, label_coverage
+from ct_assets.core.ingest import (
+    IngestReport,
+    ingest_complaints,
+    ingest_events,
+    ingest_labels,
+    label_coverage,
+)
 from ct_assets.defs.partitions import days_partitions
 from ct_assets.defs.resources import DUCKDB_POOL, CTStorage
 

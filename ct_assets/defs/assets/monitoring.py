@@ -8,7 +8,11 @@ from dagster_duckdb import DuckDBResource
 from ct_assets.core.complaints import ComplaintConfig
 from ct_assets.core.concept_drift import ConceptDriftConfig
 from ct_assets.core.drift import DriftConfig
-from ct_assets.core.monitoring import complaints_for_day, concept_drift_for_day, monitor_day
+from ct_assets.core.monitoring import (
+    complaints_for_day,
+    concept_drift_for_day,
+    monitor_day,
+)
 from ct_assets.defs.assets.features import features
 from ct_assets.defs.assets.ingest import complaints, labels
 from ct_assets.defs.automation import eager_after_checks

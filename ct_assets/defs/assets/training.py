@@ -10,10 +10,13 @@ from ct_assets.core.candidates import CandidateRequest, build_candidate
 from ct_assets.core.decisions import record_decision, set_decision_outcome
 from ct_assets.core.evidence import gather_evidence
 from ct_assets.core.policy import decide
-from ct_assets.core.training import TrainingConfig
 from ct_assets.defs.assets.features import features
 from ct_assets.defs.assets.ingest import labels
-from ct_assets.defs.assets.monitoring import complaint_report, concept_drift, drift_report
+from ct_assets.defs.assets.monitoring import (
+    complaint_report,
+    concept_drift,
+    drift_report,
+)
 from ct_assets.defs.automation import eager_after_checks
 from ct_assets.defs.partitions import days_partitions
 from ct_assets.defs.resources import DUCKDB_POOL, CTSettings, CTStorage
