@@ -65,9 +65,17 @@ def landing_sensor(context: dg.SensorEvaluationContext, storage: CTStorage) -> d
     )
 
 
-def _metadata(record: dg.EventLogRecord) -> dict[str, object]:
-    materialization = record.asset_materialization
-    return {k: v.value for k, v in materialization.metadata.items()} if materialization else {}
+def _new_materializations(context: dg.SensorEvaluationContext,
+                          key: dg.AssetKey) -> tuple[list[tuple[str, dict[str, object]]], str | None]:
+    """(partition, metadata) of ``key``'s materializations since the cursor, and the new cursor."""
+    after = int(context.cursor) if context.cursor else None
+    new = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, after_storage_id=after), limit=500, ascending=True)
+    cursor = str(new.records[-1].storage_id) if new.records else context.cursor
+    events = [(r.partition_key or "",
+               {k: v.value for k, v in r.asset_materialization.metadata.items()} if r.asset_materialization else {})
+              for r in new.records]
+    return events, cursor
 
 
 def _main_trigger(fired_rules: list[str]) -> str:
@@ -89,14 +97,10 @@ def _main_trigger(fired_rules: list[str]) -> str:
                 "re-evaluated tick never starts a second run for the same decision.",
 )
 def decision_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    after = int(context.cursor) if context.cursor else None
-    new = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=training_decision.key, after_storage_id=after), limit=500, ascending=True)
-    cursor = str(new.records[-1].storage_id) if new.records else context.cursor
-    wanted = [(r.partition_key or "", _metadata(r)) for r in new.records]
-    wanted = [(day, meta) for day, meta in wanted if meta.get("action") in ("retrain", "fine_tune")]
+    decisions, cursor = _new_materializations(context, training_decision.key)
+    wanted = [(day, meta) for day, meta in decisions if meta.get("action") in ("retrain", "fine_tune")]
     if not wanted:
-        return dg.SensorResult(skip_reason=f"{len(new.records)} new decisions, none asks for training",
+        return dg.SensorResult(skip_reason=f"{len(decisions)} new decisions, none asks for training",
                                cursor=cursor)
     # One training run at a time: decisions taken while a candidate is being built were taken
     # without knowing its outcome; the next day's decision will see it.
@@ -137,12 +141,8 @@ periodic_retrain_schedule = dg.ScheduleDefinition(
                 "ct/action=rollback, which restores the previous model and alerts.",
 )
 def rollback_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    after = int(context.cursor) if context.cursor else None
-    new = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=rollout_monitor.key, after_storage_id=after), limit=500, ascending=True)
-    cursor = str(new.records[-1].storage_id) if new.records else context.cursor
-    verdicts = [_metadata(r) for r in new.records]
-    rollbacks = [meta for meta in verdicts if meta.get("verdict") == "rollback"]
+    verdicts, cursor = _new_materializations(context, rollout_monitor.key)
+    rollbacks = [meta for _, meta in verdicts if meta.get("verdict") == "rollback"]
     if not rollbacks:
         return dg.SensorResult(skip_reason=f"{len(verdicts)} new rollout verdicts, no rollback", cursor=cursor)
     meta = rollbacks[-1]
