@@ -8,14 +8,18 @@ the newest candidate that passed everything the production model (an atomic poin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
+import numpy as np
+import pandas as pd
 
 from ct_assets.core import schema
 from ct_assets.core.artifacts import load_model
 from ct_assets.core.candidates import MODEL_INPUTS, split_train_holdout
+from ct_assets.core.common import has_table
+from ct_assets.core.decisions import get_decision
 from ct_assets.core.features import load_features
 from ct_assets.core.gates import (
     GateResult,
@@ -23,6 +27,7 @@ from ct_assets.core.gates import (
     fairness_gate,
     holdout_gate,
     leakage_gate,
+    non_regression_gate,
     selection_bias_gate,
 )
 from ct_assets.core.registry import (
@@ -49,6 +54,7 @@ class GateSettings:
     max_single_feature_auc: float = 0.97
     leakage_max_jump: float = 0.15
     max_ece_increase: float = 0.02
+    non_regression_tolerance: float = 0.01  # a local fine-tune may lose at most this much elsewhere
     seed: int = 0
 
 
@@ -61,6 +67,38 @@ def _reference_feature_aucs(production: ModelRecord | None) -> dict[str, float] 
             aucs = gate.get("metrics", {}).get("single_feature_auc")
             return {k: float(v) for k, v in aucs.items()} if isinstance(aucs, dict) else None
     return None
+
+
+def _subset(scores: np.ndarray | None, mask: np.ndarray) -> np.ndarray | None:
+    return None if scores is None else scores[mask]
+
+
+def _named(gate: GateResult, where: str) -> GateResult:
+    return replace(gate, reason=f"{where}: {gate.reason}")
+
+
+def _local_shift_rows(con: duckdb.DuckDBPyConnection, record: ModelRecord,
+                      holdout: pd.DataFrame) -> tuple[np.ndarray | None, str]:
+    """Holdout rows inside the segments of the local shift that led to this fine-tune, if any.
+
+    Only for a fine-tune decided on a local shift along one segment column (e.g. region=south),
+    with enough rows on both sides to judge; otherwise (None, "").
+    """
+    if record.training_path != "fine_tune" or not record.decision_id:
+        return None, ""
+    decision = get_decision(con, record.decision_id) if has_table(con, "decisions") else None
+    if decision is None or decision.evidence.get("drift_scope") != "local":
+        return None, ""
+    segments = [str(s).split("=", 1) for s in decision.evidence.get("affected_segments", []) if "=" in str(s)]
+    columns = {column for column, _ in segments}
+    if len(columns) != 1 or next(iter(columns)) not in holdout.columns:
+        return None, ""
+    column = next(iter(columns))
+    values = sorted(value for _, value in segments)
+    mask = holdout[column].isin(values).to_numpy()
+    if mask.sum() < 100 or (~mask).sum() < 100:
+        return None, ""
+    return mask, f"{column}={'|'.join(values)}"
 
 
 def _selection_bias(con: duckdb.DuckDBPyConnection, models_dir: Path, record: ModelRecord,
@@ -76,7 +114,11 @@ def _selection_bias(con: duckdb.DuckDBPyConnection, models_dir: Path, record: Mo
 
 def evaluate_candidate(con: duckdb.DuckDBPyConnection, models_dir: Path, model_id: str,
                        settings: GateSettings) -> list[GateResult]:
-    """Run the holdout, fairness, leakage and calibration gates for ``model_id``."""
+    """Run every gate for ``model_id``, record the results and reject it when an error gate fails.
+
+    A fine-tune decided on a local shift is judged on the holdout rows of the shifted segments
+    (it must beat production there) plus a non-regression gate on the other rows.
+    """
     record = get_model(con, model_id)
     if record is None:
         raise ValueError(f"unknown model id {model_id!r}")
@@ -87,16 +129,33 @@ def evaluate_candidate(con: duckdb.DuckDBPyConnection, models_dir: Path, model_i
     if holdout.empty or holdout[schema.LABEL_COLUMN].nunique() < 2:
         raise ValueError(f"model {model_id}: holdout of its window has {len(holdout)} rows and "
                          f"{holdout[schema.LABEL_COLUMN].nunique()} classes; cannot evaluate")
-    y = holdout[schema.LABEL_COLUMN].to_numpy()
     candidate_scores = predict_proba(load_model(models_dir, model_id), holdout[list(MODEL_INPUTS)])
     production = get_production(con)
     if production is not None and production.model_id == model_id:
         production = None
     production_scores = (predict_proba(load_model(models_dir, production.model_id), holdout[list(MODEL_INPUTS)])
                          if production is not None else None)
+    y = holdout[schema.LABEL_COLUMN].to_numpy()
+    in_shift, where = _local_shift_rows(con, record, holdout)
+    if in_shift is None:
+        accuracy_gates = [holdout_gate(y, candidate_scores, production_scores, metric=settings.metric,
+                                       margin=settings.margin, relative=settings.relative, n_boot=settings.n_boot,
+                                       seed=settings.seed),
+                          GateResult("non_regression", True, "error", {}, {},
+                                     "not a local fine-tune: the holdout gate judged every row")]
+    else:
+        # A local fine-tune must win where the shift is and must not lose elsewhere: judged on the
+        # whole holdout, a shift in a fifth of the traffic moves the overall metric too little.
+        accuracy_gates = [
+            _named(holdout_gate(y[in_shift], candidate_scores[in_shift], _subset(production_scores, in_shift),
+                                metric=settings.metric, margin=settings.margin, relative=settings.relative,
+                                n_boot=settings.n_boot, seed=settings.seed), f"on {where}"),
+            non_regression_gate(y[~in_shift], candidate_scores[~in_shift], _subset(production_scores, ~in_shift),
+                                metric=settings.metric, tolerance=settings.non_regression_tolerance,
+                                scope=f"rows outside {where}"),
+        ]
     gates = [
-        holdout_gate(y, candidate_scores, production_scores, metric=settings.metric, margin=settings.margin,
-                     relative=settings.relative, n_boot=settings.n_boot, seed=settings.seed),
+        *accuracy_gates,
         fairness_gate(y, candidate_scores, production_scores, holdout[schema.GROUP_COLUMN].to_numpy(),
                       metric="auc", tolerance=settings.fairness_tolerance,
                       max_gap_widening=settings.max_gap_widening),

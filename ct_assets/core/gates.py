@@ -423,3 +423,36 @@ def selection_bias_gate(
                           f"{summary} < {min_coverage_ratio}: labels come mostly from the model's own approvals "
                           "(feedback loop); the candidate learns from a biased sample")
     return GateResult("selection_bias", True, severity, metrics, threshold, summary)
+
+
+def non_regression_gate(
+    y_true: Any,
+    candidate_scores: Any,
+    production_scores: Any | None,
+    metric: Metric = "auc",
+    tolerance: float = 0.01,
+    scope: str = "rows outside the shift",
+    severity: Severity = "error",
+) -> GateResult:
+    """The candidate may not be worse than production by more than ``tolerance`` (metric units).
+
+    A local fine-tune must win where the shift is (the holdout gate, on those rows) without paying
+    for it elsewhere: this gate guards the rest.
+    """
+    _check_metric(metric)
+    _check_severity(severity)
+    y = _binary_labels(y_true)
+    threshold = {"tolerance": tolerance, "metric": metric, "scope": scope}
+    if production_scores is None or len(np.unique(y)) < 2:
+        return GateResult("non_regression", True, severity, {"n": len(y)}, threshold,
+                          f"nothing to compare on {scope}")
+    fn = _metric_fn(metric)
+    cand = fn(y, _scores(candidate_scores, len(y), "candidate_scores"))
+    prod = fn(y, _scores(production_scores, len(y), "production_scores"))
+    worse_by = (prod - cand) if _higher_is_better(metric) else (cand - prod)
+    metrics = {f"candidate_{metric}": cand, f"production_{metric}": prod, "worse_by": worse_by, "n": len(y)}
+    summary = f"on {scope}: candidate {metric} {cand:.4f} vs production {prod:.4f}"
+    if worse_by > tolerance:
+        return GateResult("non_regression", False, severity, metrics, threshold,
+                          f"{summary}: worse by {worse_by:.4f} > {tolerance}")
+    return GateResult("non_regression", True, severity, metrics, threshold, f"{summary}: no regression")

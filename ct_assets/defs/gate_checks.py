@@ -17,6 +17,7 @@ from ct_assets.defs.resources import DUCKDB_POOL, CTSettings, CTStorage
 
 GATE_CHECKS = {
     "holdout": "beats_production_on_holdout",
+    "non_regression": "no_regression_outside_the_shift",
     "fairness": "no_group_regresses",
     "leakage": "no_label_leakage",
     "calibration": "calibration_not_worse",

@@ -224,3 +224,16 @@ def test_selection_bias_gate_without_production_or_blocked_rows_passes():
 
     assert selection_bias_gate([True, False], None).passed
     assert "too few" in selection_bias_gate([True] * 100, [0.1] * 100).reason
+
+
+def test_non_regression_gate_allows_a_tolerance_and_fails_beyond_it():
+    from ct_assets.core.gates import non_regression_gate
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 2000)
+    good = np.clip(y * 0.6 + rng.normal(0.2, 0.2, 2000), 0, 1)
+    noisier = np.clip(y * 0.3 + rng.normal(0.35, 0.3, 2000), 0, 1)
+    assert non_regression_gate(y, good, good).passed
+    failed = non_regression_gate(y, noisier, good, tolerance=0.01, scope="rows outside region=south")
+    assert not failed.passed and "on rows outside region=south" in failed.reason
+    assert non_regression_gate(y, noisier, None).passed

@@ -48,6 +48,11 @@ def test_bootstrap_local_fine_tune_then_global_retrain(instance, resources, data
     path, has_parent, decision_id = query(data_dir, "SELECT training_path, parent_model_id IS NOT NULL, decision_id "
                                                     "FROM model_registry ORDER BY created_at DESC LIMIT 1")[0]
     assert (path, has_parent, decision_id) == ("fine_tune", True, requests[0].tags["ct/decision_id"])
+    # A local fine-tune is judged where the shift is, and must not regress elsewhere.
+    gates = {g["name"]: g for g in json.loads(query(data_dir, "SELECT gate_results FROM model_registry "
+                                                              "ORDER BY created_at DESC LIMIT 1")[0][0])}
+    assert gates["holdout"]["reason"].startswith("on region=south: ")
+    assert gates["non_regression"]["threshold"]["scope"] == "rows outside region=south"
 
     # New sensor hardware from day 10 (2025-01-11): global drift -> retrain from scratch.
     pipeline.step(1)
