@@ -22,10 +22,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-# After 10 stable days: a regional promotion (fine-tune), a passing market shift (retrain, then a
+# After 13 stable days: a regional promotion (fine-tune), a passing market shift (an update, then a
 # rollback when the market reverts), new slang during a label-leaking pipeline bug (gate failure).
-DEFAULT_TIMELINE = ("stable@0,regional_promotion@10:until=14,market_shift@14:until=18,"
-                    "new_slang@21:until=25,leakage_bug@21:until=25")
+# Shifts start a few days after the history so the first model exists when they arrive.
+DEFAULT_TIMELINE = ("stable@0,regional_promotion@13:until=17,market_shift@17:until=21,"
+                    "new_slang@24:until=28,leakage_bug@24:until=28")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
