@@ -449,7 +449,7 @@ def non_regression_gate(
     fn = _metric_fn(metric)
     cand = fn(y, _scores(candidate_scores, len(y), "candidate_scores"))
     prod = fn(y, _scores(production_scores, len(y), "production_scores"))
-    worse_by = (prod - cand) if _higher_is_better(metric) else (cand - prod)
+    worse_by = -_improvement(cand, prod, metric, relative=False)
     metrics = {f"candidate_{metric}": cand, f"production_{metric}": prod, "worse_by": worse_by, "n": len(y)}
     summary = f"on {scope}: candidate {metric} {cand:.4f} vs production {prod:.4f}"
     if worse_by > tolerance:

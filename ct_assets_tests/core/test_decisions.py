@@ -21,7 +21,7 @@ from ct_assets.core.decisions import (
 )
 from ct_assets.core.evidence import evidence_to_dict, gather_evidence
 from ct_assets.core.policy import Evidence, decide
-from ct_assets.core.policy_config import PolicyConfig, load_policy_config
+from ct_assets.core.policy_config import PolicyConfig
 
 LOCAL_SHIFT = Evidence(
     drift_scope="local", drift_severity_score=0.45, drift_severity_level="medium",
@@ -33,11 +33,6 @@ LOCAL_SHIFT = Evidence(
     compute_budget_left=3_000.0, risk_tier="low", production_model_exists=True,
     affected_regions=("south",), evidence_ids={"drift_report_id": "dr-42", "note:complaints": "none"},
 )
-
-
-@pytest.fixture()
-def config() -> PolicyConfig:
-    return load_policy_config()
 
 
 @pytest.fixture()

@@ -37,11 +37,6 @@ CREATED = dt.datetime(2026, 1, 1, 12, 0)  # wall clock, unrelated to the simulat
 
 
 @pytest.fixture()
-def config() -> PolicyConfig:
-    return load_policy_config()
-
-
-@pytest.fixture()
 def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     connection = duckdb.connect(str(tmp_path / "ct.duckdb"))
     ensure_drift_tables(connection)

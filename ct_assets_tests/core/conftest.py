@@ -1,0 +1,11 @@
+"""Fixtures shared by the pure-core tests."""
+
+import pytest
+
+from ct_assets.core.policy_config import PolicyConfig, load_policy_config
+
+
+@pytest.fixture()
+def config() -> PolicyConfig:
+    """The shipped policy.toml."""
+    return load_policy_config()
