@@ -21,7 +21,8 @@ from ct_assets.core.gates import GateResult
 
 Status = Literal["staging", "production", "retired", "rejected", "pending_approval"]
 STATUSES: tuple[str, ...] = ("staging", "production", "retired", "rejected", "pending_approval")
-TRAINING_PATHS: tuple[str, ...] = ("retrain", "fine_tune")
+# "online": an in-place update of the production model from one newly labelled batch.
+TRAINING_PATHS: tuple[str, ...] = ("retrain", "fine_tune", "online")
 ACTIONS: tuple[str, ...] = ("promote", "rollback", "reject")
 
 _REGISTRY_DDL = f"""
@@ -329,3 +330,24 @@ def rollback(con: duckdb.DuckDBPyConnection, actor: str, reason: str) -> Deploym
     if target_record.status == "rejected":
         raise ValueError(f"cannot roll back to {target}: it was rejected ({target_record.status_reason})")
     return _swap_production(con, target, "rollback", actor, reason, old_status="rejected")
+
+
+def restore(con: duckdb.DuckDBPyConnection, model_id: str, actor: str, reason: str) -> Deployment:
+    """Roll production back to a named earlier model (not only the one just before it).
+
+    Used when a chain of online updates degraded: the serving model returns to the last version that
+    passed its gates. The model taken out of service becomes ``rejected``; the target must have served
+    before (``retired``).
+    """
+    _require_text(actor, "actor")
+    _require_text(reason, "reason")
+    current = get_production(con)
+    if current is None:
+        raise ValueError("cannot restore: no model is in production")
+    target = _require_model(con, model_id)
+    if target.model_id == current.model_id:
+        raise ValueError(f"cannot restore {model_id}: it is already in production")
+    if target.status != "retired":
+        raise ValueError(f"cannot restore {model_id}: only a model that served before (retired) can be restored, "
+                         f"it is {target.status}")
+    return _swap_production(con, model_id, "rollback", actor, reason, old_status="rejected")

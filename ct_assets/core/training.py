@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     import torch
 
 Device = Literal["auto", "cpu", "cuda"]
-TrainingPath = Literal["retrain", "fine_tune"]
+TrainingPath = Literal["retrain", "fine_tune", "online"]
 
 # One-hot vocabularies are capped so an open vocabulary (query terms) cannot grow the input layer
 # without bound; rarer values share the unknown bucket.
@@ -404,8 +404,17 @@ def _run_steps(
     return steps, last_pass_loss
 
 
-def train_from_scratch(features: pd.DataFrame, labels: pd.Series | np.ndarray, config: TrainingConfig) -> TrainedModel:
+def train_from_scratch(
+    features: pd.DataFrame,
+    labels: pd.Series | np.ndarray,
+    config: TrainingConfig,
+    *,
+    numeric_columns: tuple[str, ...] = schema.FEATURE_NUMERIC,
+    categorical_columns: tuple[str, ...] = schema.FEATURE_CATEGORICAL,
+) -> TrainedModel:
     """Fit a new preprocessor and a freshly initialised MLP on (features, labels).
+
+    The input columns default to the shop schema's; another stream (e.g. a backtest's) names its own.
 
     Example: ``model = train_from_scratch(train_df, train_df["is_fraud"], TrainingConfig(seed=1))``.
     """
@@ -418,7 +427,8 @@ def train_from_scratch(features: pd.DataFrame, labels: pd.Series | np.ndarray, c
         raise ValueError("train_from_scratch: labels contain a single class; need both fraud and non-fraud rows")
     wall_start, cpu_start = time.perf_counter(), time.process_time()
     device = select_device(config.device)
-    preprocessor = Preprocessor.fit(features, max_categories=config.max_categories)
+    preprocessor = Preprocessor.fit(features, numeric_columns, categorical_columns,
+                                    max_categories=config.max_categories)
     x = preprocessor.transform(features)
     # fork_rng keeps the caller's global torch RNG untouched while seeding initialisation.
     with torch.random.fork_rng(devices=[]):
