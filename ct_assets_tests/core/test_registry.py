@@ -22,6 +22,7 @@ from ct_assets.core.registry import (
     record_gate_results,
     register_candidate,
     reject,
+    restore,
     rollback,
 )
 
@@ -66,7 +67,7 @@ def test_candidates_cannot_be_registered_straight_into_production(con: duckdb.Du
     with pytest.raises(ValueError, match="promote"):
         register_candidate(con, candidate("m-aaaaaaaaaaaa", status="production"))
     with pytest.raises(ValueError, match="training_path"):
-        register_candidate(con, candidate("m-aaaaaaaaaaaa", training_path="online"))
+        register_candidate(con, candidate("m-aaaaaaaaaaaa", training_path="streaming"))
 
 
 def test_promote_swaps_the_pointer_and_logs_it(con: duckdb.DuckDBPyConnection) -> None:
@@ -209,3 +210,18 @@ def test_exactly_one_production_model_through_a_sequence_of_operations(con: duck
             rollback(con, actor="auto", reason=f"degraded at step {step}")
             assert len(production_ids(con)) == 1
     assert production_ids(con) == [ids[-1]]
+
+
+def test_restore_returns_to_a_named_earlier_model(con: duckdb.DuckDBPyConnection) -> None:
+    for minute, model_id in enumerate(("m-aaaaaaaaaaaa", "m-bbbbbbbbbbbb", "m-cccccccccccc"), start=1):
+        register_candidate(con, candidate(model_id, minute=minute))
+        promote(con, model_id, actor="test", reason="next")
+    with pytest.raises(ValueError, match="already in production"):
+        restore(con, "m-cccccccccccc", actor="online-gates", reason="degraded")
+    deployment = restore(con, "m-aaaaaaaaaaaa", actor="online-gates", reason="chain degraded")
+    assert (deployment.model_id, deployment.previous_model_id, deployment.action) == (
+        "m-aaaaaaaaaaaa", "m-cccccccccccc", "rollback")
+    assert get_production(con).model_id == "m-aaaaaaaaaaaa"
+    assert get_model(con, "m-cccccccccccc").status == "rejected"
+    with pytest.raises(ValueError, match="only a model that served before"):
+        restore(con, "m-cccccccccccc", actor="online-gates", reason="again")
