@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_every_asset_has_group_kinds_owners_and_description():
     graph = build_definitions().resolve_asset_graph()
-    assert len(graph.get_all_asset_keys()) == 14
+    assert len(graph.get_all_asset_keys()) == 15
     for key in graph.get_all_asset_keys():
         spec = graph.get(key)
         assert spec.group_name and spec.group_name != "default", key
@@ -33,14 +33,24 @@ def test_lineage_from_raw_data_to_production_model():
     assert "training_decision" in upstream["retrained_candidate"]
     assert "training_decision" in upstream["finetuned_candidate"]
     assert {"retrained_candidate", "finetuned_candidate"} == upstream["production_model"]
+    assert {"features", "labels", "production_model"} == upstream["online_model"]
 
 
 def test_sensors_run_without_a_click_and_the_cron_baseline_is_opt_in():
     defs = build_definitions()
     sensors = {s.name: s.default_status for s in defs.sensors}
     assert sensors == {name: dg.DefaultSensorStatus.RUNNING
-                       for name in ("landing_sensor", "decision_sensor", "rollback_sensor", "ct_automation")}
-    assert [s.default_status for s in defs.schedules] == [dg.DefaultScheduleStatus.STOPPED]
+                       for name in ("landing_sensor", "drift_sensor", "performance_sensor", "label_sensor",
+                                    "freshness_sensor", "decision_sensor", "rollback_sensor", "ct_automation")}
+    assert {s.name: s.default_status for s in defs.schedules} == {
+        "daily_policy_schedule": dg.DefaultScheduleStatus.RUNNING,
+        "periodic_retrain": dg.DefaultScheduleStatus.STOPPED}
+
+
+def test_only_triggers_and_the_schedule_ask_for_a_decision():
+    graph = build_definitions().resolve_asset_graph()
+    assert graph.get(dg.AssetKey("training_decision")).automation_condition is None
+    assert graph.get(dg.AssetKey("online_model")).automation_condition is None
 
 
 def test_dagster_definitions_validate_passes(tmp_path):

@@ -22,7 +22,10 @@ from ct_assets.defs.automation import automation_sensor
 from ct_assets.defs.checks import DATA_QUALITY_CHECKS
 from ct_assets.defs.gate_checks import CANDIDATE_GATES
 from ct_assets.defs.resources import default_resources
+from ct_assets.defs.assets.online import online_model
 from ct_assets.defs.sensors import (
+    TRIGGER_SENSORS,
+    daily_policy_schedule,
     decision_sensor,
     landing_sensor,
     periodic_retrain_schedule,
@@ -33,12 +36,12 @@ from ct_assets.defs.sensors import (
 def build_definitions(resources: Mapping[str, object] | None = None) -> dg.Definitions:
     """All assets, checks, sensors and schedules; ``resources`` overrides the environment defaults."""
     table_assets = [raw_events, labels, complaints, features, drift_report, concept_drift, complaint_report,
-                    training_decision, *CANDIDATE_ASSETS, production_model, model_approval, rollout_monitor]
+                    training_decision, *CANDIDATE_ASSETS, production_model, model_approval, rollout_monitor, online_model]
     return dg.Definitions(
         assets=[*table_assets, analyst_snapshot_asset(table_assets)],
         asset_checks=[*DATA_QUALITY_CHECKS, *CANDIDATE_GATES],
-        sensors=[landing_sensor, decision_sensor, rollback_sensor, automation_sensor()],
-        schedules=[periodic_retrain_schedule],
+        sensors=[landing_sensor, *TRIGGER_SENSORS, decision_sensor, rollback_sensor, automation_sensor()],
+        schedules=[daily_policy_schedule, periodic_retrain_schedule],
         resources={**default_resources(), **(resources or {})},
         # One process per run: DuckDB steps take turns anyway, and a subprocess per step would
         # re-import the code location for every step.

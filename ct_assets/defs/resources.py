@@ -11,6 +11,7 @@ from dagster_duckdb import DuckDBResource
 
 from ct_assets.core.alerts import Notifier, notifier_from_config
 from ct_assets.core.evaluation import GateSettings
+from ct_assets.core.online import OnlineConfig
 from ct_assets.core.policy_config import (
     DEFAULT_POLICY_PATH,
     PolicyConfig,
@@ -94,12 +95,22 @@ class CTSettings(dg.ConfigurableResource):
     # from the environment variable named here (a webhook URL is a secret: never in code or config).
     notifier_kind: str = "log"
     notifier_target_env: str = "CT_NOTIFIER_TARGET"
+    # Online mode (off by default): the serving model also learns a few steps from each day's labels.
+    online_enabled: bool = False
+    online_steps_per_batch: int = 20
+    online_learning_rate: float = 2e-4
+    online_gate_every_updates: int = 3
 
     def policy(self) -> PolicyConfig:
         return load_policy_config(self.policy_path)
 
     def notifier(self) -> Notifier:
         return notifier_from_config(self.notifier_kind, os.environ.get(self.notifier_target_env))
+
+    def online_config(self) -> OnlineConfig:
+        return OnlineConfig(enabled=self.online_enabled, steps_per_batch=self.online_steps_per_batch,
+                            learning_rate=self.online_learning_rate,
+                            gate_every_updates=self.online_gate_every_updates)
 
     def training_config(self) -> TrainingConfig:
         return TrainingConfig(epochs=self.training_epochs, seed=self.training_seed)
@@ -120,5 +131,5 @@ def default_resources() -> dict[str, object]:
     return {
         "duckdb": Warehouse(database=dg.EnvVar("CT_DUCKDB_PATH")),
         "storage": CTStorage(data_dir=dg.EnvVar("CT_DATA_DIR")),
-        "settings": CTSettings(),
+        "settings": CTSettings(online_enabled=os.environ.get("CT_ONLINE_MODE", "0") == "1"),
     }

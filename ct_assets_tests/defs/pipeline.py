@@ -5,21 +5,25 @@ from pathlib import Path
 import dagster as dg
 
 from ct_assets.core.simulator import SimulatorConfig, write_day
-from ct_assets.defs.assets.deployment import production_model, rollout_monitor
+from ct_assets.defs.assets.deployment import production_model
 from ct_assets.defs.assets.features import features
-from ct_assets.defs.assets.ingest import complaints, labels, raw_events
-from ct_assets.defs.assets.monitoring import (
-    complaint_report,
-    concept_drift,
-    drift_report,
-)
+from ct_assets.defs.assets.ingest import labels
+from ct_assets.defs.assets.online import online_model
 from ct_assets.defs.assets.training import CANDIDATE_ASSETS, training_decision
 from ct_assets.defs.checks import DATA_QUALITY_CHECKS
 from ct_assets.defs.gate_checks import CANDIDATE_GATES
-from ct_assets.defs.sensors import decision_sensor, landing_sensor, rollback_sensor
+from ct_assets.defs.sensors import (
+    DAY_ASSETS,
+    TRIGGER_SENSORS,
+    daily_policy_schedule,
+    decision_sensor,
+    landing_sensor,
+    rollback_sensor,
+)
 
-DAY_ASSETS = [raw_events, labels, complaints, features, drift_report, concept_drift, complaint_report,
-              training_decision, rollout_monitor, *DATA_QUALITY_CHECKS]
+# Everything a day's run may touch: its selection comes from the landing sensor's request.
+DAY_RUN_ASSETS = [*DAY_ASSETS, online_model, production_model, *DATA_QUALITY_CHECKS]
+DECISION_ASSETS = [training_decision, *DAY_ASSETS]
 TRAINING_ASSETS = [*CANDIDATE_ASSETS, production_model, *CANDIDATE_GATES, features, labels, training_decision]
 
 
@@ -46,17 +50,42 @@ class Pipeline:
         return result
 
     def ingest_landed(self) -> list[str]:
-        """Evaluate the landing sensor and run each requested day through to its decision."""
+        """Evaluate the landing sensor, run each requested day through monitoring, then the triggers."""
         result = self._tick(landing_sensor)
         if isinstance(result, dg.SkipReason):
             return []
         for request in result.dynamic_partitions_requests:
             self.instance.add_dynamic_partitions("days", list(request.partition_keys))
-        days = [r.partition_key for r in result.run_requests]
-        for day in days:
-            dg.materialize(DAY_ASSETS, partition_key=day, instance=self.instance, resources=self.resources,
-                           tags={"ct/trigger": "landing"}, raise_on_error=False)
-        return days
+        for request in result.run_requests:
+            dg.materialize(DAY_RUN_ASSETS, selection=list(request.asset_selection),
+                           partition_key=request.partition_key, instance=self.instance,
+                           resources=self.resources, tags=request.tags, raise_on_error=False)
+        self.triggers()
+        return [r.partition_key for r in result.run_requests]
+
+    def triggers(self) -> list[dg.RunRequest]:
+        """Tick every trigger sensor once and run the decisions they ask for."""
+        requests: list[dg.RunRequest] = []
+        for sensor in TRIGGER_SENSORS:
+            result = self._tick(sensor)
+            for request in (result.run_requests or []) if isinstance(result, dg.SensorResult) else []:
+                self.run_decision(request)
+                requests.append(request)
+        return requests
+
+    def run_decision(self, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+        return dg.materialize(DECISION_ASSETS, selection=[training_decision], partition_key=request.partition_key,
+                              instance=self.instance, resources=self.resources, tags=request.tags,
+                              raise_on_error=False)
+
+    def scheduled_decision(self) -> dg.RunRequest | dg.SkipReason:
+        """Evaluate the daily policy schedule (as its cron tick would) and run what it asks for."""
+        context = dg.build_schedule_context(instance=self.instance)
+        request = daily_policy_schedule.evaluate_tick(context).run_requests
+        if request:
+            self.run_decision(request[0])
+            return request[0]
+        return dg.SkipReason("nothing scheduled")
 
     def decisions(self) -> list[dg.RunRequest]:
         return list(self._tick(decision_sensor).run_requests or [])

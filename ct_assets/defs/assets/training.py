@@ -1,4 +1,4 @@
-"""Training assets: the daily retrain-vs-fine-tune decision and the two candidate training paths."""
+"""Training assets: the retrain-vs-fine-tune decision and the two candidate training paths."""
 
 from datetime import date
 
@@ -17,7 +17,6 @@ from ct_assets.defs.assets.monitoring import (
     concept_drift,
     drift_report,
 )
-from ct_assets.defs.automation import eager_after_checks
 from ct_assets.defs.partitions import days_partitions
 from ct_assets.defs.resources import DUCKDB_POOL, CTSettings, CTStorage
 
@@ -37,11 +36,13 @@ OWNERS = ["team:ml-platform"]
     kinds={"duckdb", "python"},
     owners=OWNERS,
     pool=DUCKDB_POOL,
-    automation_condition=eager_after_checks(),
-    description="The day's decision from evidence (drift scope and severity, concept drift, complaints, "
+    # No automation condition: the trigger sensors (drift, performance, labels, freshness) and the
+    # daily policy schedule ask for it, so quiet days cost no decision.
+    description="A day's decision from evidence (drift scope and severity, concept drift, complaints, "
                 "labels, model age, fine-tunes since the last retrain, compute budget, risk tier): "
                 "none | fine_tune | retrain | escalate_to_human, with the reasons in plain language. "
-                "Recorded in `decisions`; `decision_sensor` starts the chosen training path.",
+                "Requested by a trigger sensor or the daily policy schedule (run tag ct/trigger); "
+                "recorded in `decisions`; `decision_sensor` starts the chosen training path.",
 )
 def training_decision(context: dg.AssetExecutionContext, duckdb: DuckDBResource,
                       settings: CTSettings) -> dg.MaterializeResult:
@@ -63,6 +64,7 @@ def training_decision(context: dg.AssetExecutionContext, duckdb: DuckDBResource,
         "estimated_cost": decision.estimated_cost,
         "budget_left_after": decision.budget_left_after,
         "policy_version": decision.policy_version,
+        "trigger": context.run.tags.get(TRIGGER_TAG, "manual"),
     })
 
 

@@ -1,0 +1,46 @@
+"""A landed day folder -> a partition and one run through ingest and monitoring."""
+
+import dagster as dg
+
+from ct_assets.core.ingest import list_landed_days
+from ct_assets.defs.assets.deployment import rollout_monitor
+from ct_assets.defs.assets.features import features
+from ct_assets.defs.assets.ingest import complaints, labels, raw_events
+from ct_assets.defs.assets.monitoring import (
+    complaint_report,
+    concept_drift,
+    drift_report,
+)
+from ct_assets.defs.assets.online import online_model
+from ct_assets.defs.partitions import days_partitions
+from ct_assets.defs.resources import CTSettings, CTStorage
+
+DAY_ASSETS = (raw_events, labels, complaints, features, drift_report, concept_drift, complaint_report,
+              rollout_monitor)
+
+
+@dg.sensor(
+    # One run per landed day carries it through monitoring; blocking checks stop the run early on
+    # bad data. The trigger sensors then decide whether the day needs a training decision.
+    target=[*DAY_ASSETS, online_model],
+    minimum_interval_seconds=10,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Adds a partition for each new complete day folder in data/landing/ and runs that day "
+                "through ingest, features, monitoring and the rollout monitor (plus the online update "
+                "when online mode is on).",
+)
+def landing_sensor(context: dg.SensorEvaluationContext, storage: CTStorage,
+                   settings: CTSettings) -> dg.SensorResult | dg.SkipReason:
+    landed = list_landed_days(storage.landing_dir)
+    # The partition set, not only the cursor, says what was requested: a day that lands late is caught.
+    known = set(context.instance.get_dynamic_partitions(days_partitions.name))
+    new_days = [day for day in landed if day not in known]
+    if not new_days:
+        return dg.SkipReason(f"no new day folders ({len(landed)} landed, newest {context.cursor or 'none'})")
+    selection = [a.key for a in DAY_ASSETS] + ([online_model.key] if settings.online_enabled else [])
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(partition_key=day, run_key=f"landed:{day}", asset_selection=selection,
+                                    tags={"ct/trigger": "landing"}) for day in new_days],
+        dynamic_partitions_requests=[days_partitions.build_add_request(new_days)],
+        cursor=max([*new_days, context.cursor or ""]),
+    )
