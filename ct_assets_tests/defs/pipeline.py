@@ -10,6 +10,7 @@ from ct_assets.defs.assets.features import features
 from ct_assets.defs.assets.ingest import labels
 from ct_assets.defs.assets.online import online_model
 from ct_assets.defs.assets.training import CANDIDATE_ASSETS, training_decision
+from ct_assets.defs.build import build_definitions
 from ct_assets.defs.checks import DATA_QUALITY_CHECKS
 from ct_assets.defs.gate_checks import CANDIDATE_GATES
 from ct_assets.defs.sensors import (
@@ -80,7 +81,8 @@ class Pipeline:
 
     def scheduled_decision(self) -> dg.RunRequest | dg.SkipReason:
         """Evaluate the daily policy schedule (as its cron tick would) and run what it asks for."""
-        context = dg.build_schedule_context(instance=self.instance)
+        context = dg.build_schedule_context(instance=self.instance,
+                                            repository_def=build_definitions(self.resources).get_repository_def())
         request = daily_policy_schedule.evaluate_tick(context).run_requests
         if request:
             self.run_decision(request[0])
