@@ -27,7 +27,12 @@ from ct_assets.core.candidates import MODEL_INPUTS, code_version, split_train_ho
 from ct_assets.core.common import parse_iso_day
 from ct_assets.core.evaluation import GateSettings
 from ct_assets.core.features import ensure_features_table, load_features
-from ct_assets.core.gates import GateResult, calibration_gate, fairness_gate, non_regression_gate
+from ct_assets.core.gates import (
+    GateResult,
+    calibration_gate,
+    fairness_gate,
+    non_regression_gate,
+)
 from ct_assets.core.ingest import ensure_ingest_tables
 from ct_assets.core.registry import (
     ModelRecord,
@@ -39,7 +44,12 @@ from ct_assets.core.registry import (
     register_candidate,
     restore,
 )
-from ct_assets.core.training import TrainedModel, TrainingConfig, fine_tune, predict_proba
+from ct_assets.core.training import (
+    TrainedModel,
+    TrainingConfig,
+    fine_tune,
+    predict_proba,
+)
 
 ONLINE_ACTOR = "online"
 OnlineStatus = Literal["updated", "skipped", "rolled_back"]

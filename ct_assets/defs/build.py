@@ -17,12 +17,12 @@ from ct_assets.defs.assets.monitoring import (
     concept_drift,
     drift_report,
 )
+from ct_assets.defs.assets.online import online_model
 from ct_assets.defs.assets.training import CANDIDATE_ASSETS, training_decision
 from ct_assets.defs.automation import automation_sensor
 from ct_assets.defs.checks import DATA_QUALITY_CHECKS
 from ct_assets.defs.gate_checks import CANDIDATE_GATES
 from ct_assets.defs.resources import default_resources
-from ct_assets.defs.assets.online import online_model
 from ct_assets.defs.sensors import (
     TRIGGER_SENSORS,
     daily_policy_schedule,

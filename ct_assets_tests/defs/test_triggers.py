@@ -1,6 +1,6 @@
 """The trigger sensors and the daily policy schedule, ticked on a real instance's event log."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
@@ -117,9 +117,9 @@ def test_freshness_sensor_bootstraps_then_waits_until_the_model_is_stale(instanc
 def test_freshness_sensor_follows_the_freshness_policy_state(instance, resources):
     promoted(instance, "m-1", "2025-02-01")
     # The freshness daemon records this event when production_model's FreshnessPolicy fails.
-    instance._report_runless_asset_event(FreshnessStateChange(  # noqa: SLF001
+    instance._report_runless_asset_event(FreshnessStateChange(
         key=dg.AssetKey("production_model"), previous_state=FreshnessState.PASS,
-        new_state=FreshnessState.FAIL, state_change_timestamp=datetime.now(timezone.utc).timestamp()))
+        new_state=FreshnessState.FAIL, state_change_timestamp=datetime.now(UTC).timestamp()))
     drift(instance, "2025-02-02", "none")
     (request,) = tick(freshness_sensor, instance, resources=resources).run_requests
     assert "freshness policy is FAIL" in request.tags["ct/reason"]

@@ -2,7 +2,12 @@
 
 import dagster as dg
 
-from ct_assets.defs.assets.deployment import ACTION_TAG, REASON_TAG, production_model, rollout_monitor
+from ct_assets.defs.assets.deployment import (
+    ACTION_TAG,
+    REASON_TAG,
+    production_model,
+    rollout_monitor,
+)
 from ct_assets.defs.sensors.event_log import new_materializations
 
 
