@@ -51,6 +51,8 @@ class GateSettings:
     n_boot: int = 200
     fairness_tolerance: float = 0.02
     max_gap_widening: float = 0.05
+    # Absolute cap on the AUC gap between protected groups (None: off); see gates.fairness_gate.
+    fairness_max_gap: float | None = 0.05
     max_single_feature_auc: float = 0.97
     leakage_max_jump: float = 0.15
     max_ece_increase: float = 0.02
@@ -158,7 +160,7 @@ def evaluate_candidate(con: duckdb.DuckDBPyConnection, models_dir: Path, model_i
         *accuracy_gates,
         fairness_gate(y, candidate_scores, production_scores, holdout[schema.GROUP_COLUMN].to_numpy(),
                       metric="auc", tolerance=settings.fairness_tolerance,
-                      max_gap_widening=settings.max_gap_widening),
+                      max_gap_widening=settings.max_gap_widening, max_gap=settings.fairness_max_gap),
         leakage_gate(train, train[schema.LABEL_COLUMN].to_numpy(),
                      max_single_feature_auc=settings.max_single_feature_auc,
                      reference_auc=_reference_feature_aucs(production), max_jump=settings.leakage_max_jump,

@@ -197,8 +197,14 @@ def fairness_gate(
     max_gap_widening: float = 0.02,
     min_group_size: int = 30,
     severity: Severity = "error",
+    max_gap: float | None = None,
 ) -> GateResult:
     """No protected group may get worse by more than ``tolerance``; the between-group gap may not widen.
+
+    ``max_gap`` (absolute, metric units) also fails a candidate whose gap between groups exceeds it
+    unless the candidate narrows production's gap by more than ``tolerance``: when one group's
+    relation moved (``group_shift``) and no candidate can serve it as well as the others, a human
+    must decide (new features, a per-group model) instead of automation promoting an unfair model.
 
     Per-group metrics come from fairlearn's ``MetricFrame`` (absolute metric units). Groups with fewer
     than ``min_group_size`` rows, or where the metric is undefined (AUC on one class), are reported
@@ -210,8 +216,8 @@ def fairness_gate(
 
     _check_metric(metric)
     _check_severity(severity)
-    if tolerance < 0 or max_gap_widening < 0 or min_group_size < 1:
-        raise ValueError("need tolerance >= 0, max_gap_widening >= 0 and min_group_size >= 1")
+    if tolerance < 0 or max_gap_widening < 0 or min_group_size < 1 or (max_gap is not None and max_gap < 0):
+        raise ValueError("need tolerance >= 0, max_gap_widening >= 0, max_gap >= 0 and min_group_size >= 1")
     y = _binary_labels(y_true)
     cand = _scores(candidate_scores, len(y), "candidate_scores")
     group_values = pd.Series(np.asarray(groups, dtype="object").reshape(-1)).astype("string")
@@ -229,7 +235,7 @@ def fairness_gate(
 
     cand_groups = by_group(cand)
     threshold = {"metric": metric, "tolerance": tolerance, "max_gap_widening": max_gap_widening,
-                 "min_group_size": min_group_size}
+                 "max_gap": max_gap, "min_group_size": min_group_size}
     if production_scores is None:
         skipped = sorted(small + [g for g, v in cand_groups.items() if math.isnan(v)])
         return GateResult("fairness", True, severity, {"candidate_by_group": cand_groups, "skipped_groups": skipped},
@@ -257,6 +263,10 @@ def fairness_gate(
                 f"(> tolerance {tolerance})" for g in compared if regression[g] > tolerance]
     if cand_gap - prod_gap > max_gap_widening:
         failures.append(f"between-group gap widens {prod_gap:.4f} -> {cand_gap:.4f} (> {max_gap_widening})")
+    elif max_gap is not None and cand_gap > max_gap and cand_gap > prod_gap - tolerance:
+        worst = min(compared, key=lambda g: sign * cand_groups[g])
+        failures.append(f"between-group gap {cand_gap:.4f} exceeds the cap {max_gap} (group {worst} is served "
+                        f"worst) and the candidate does not narrow production's gap {prod_gap:.4f}")
     if failures:
         return GateResult("fairness", False, severity, metrics, threshold, "; ".join(failures) + note)
     return GateResult("fairness", True, severity, metrics, threshold,

@@ -154,7 +154,8 @@ def _scheduled_gates(con: duckdb.DuckDBPyConnection, models_dir: Path, day: str,
         non_regression_gate(y, current_scores, anchor_scores, metric=settings.metric,
                             tolerance=online.tolerance, scope=scope),
         fairness_gate(y, current_scores, anchor_scores, holdout[schema.GROUP_COLUMN].to_numpy(), metric="auc",
-                      tolerance=settings.fairness_tolerance, max_gap_widening=settings.max_gap_widening),
+                      tolerance=settings.fairness_tolerance, max_gap_widening=settings.max_gap_widening,
+                      max_gap=settings.fairness_max_gap),
         calibration_gate(y, current_scores, anchor_scores, max_ece_increase=settings.max_ece_increase),
     ]
 

@@ -123,6 +123,7 @@ class CTSettings(dg.ConfigurableResource):
                             # its tolerance sits above that sampling noise.
                             fairness_tolerance=0.01 if strict else 0.02,
                             max_gap_widening=0.03 if strict else 0.05,
+                            fairness_max_gap=0.03 if strict else 0.05,
                             max_ece_increase=0.01 if strict else 0.02)
 
 

@@ -237,3 +237,20 @@ def test_non_regression_gate_allows_a_tolerance_and_fails_beyond_it():
     failed = non_regression_gate(y, noisier, good, tolerance=0.01, scope="rows outside region=south")
     assert not failed.passed and "on rows outside region=south" in failed.reason
     assert non_regression_gate(y, noisier, None).passed
+
+
+def test_fairness_gap_cap_fails_a_candidate_that_leaves_one_group_badly_served(scored: dict[str, np.ndarray]) -> None:
+    y, good, weak, groups = scored["y"], scored["good"], scored["weak"], scored["groups"]
+    unfair = np.where(groups == "group_a", good, weak)  # serves group_b much worse than group_a
+    # Production is just as unfair: nothing regresses or widens, yet the gap stays above the cap.
+    result = fairness_gate(y, unfair, unfair.copy(), groups, max_gap=0.05)
+    assert not result.passed and result.metrics["candidate_gap"] > 0.05
+    assert "exceeds the cap 0.05" in result.reason and "group_b is served worst" in result.reason
+    assert fairness_gate(y, unfair, unfair.copy(), groups).passed  # no cap: passes as before
+    # A candidate that narrows production's gap by more than the tolerance is an improvement: it passes.
+    half = np.where(groups == "group_a", good, sigmoid(0.8 * scored["risk"] + 0.3 * np.log(weak / (1 - weak))))
+    narrowing = fairness_gate(y, half, unfair, groups, tolerance=0.02, max_gap=0.01)
+    assert narrowing.metrics["candidate_gap"] < narrowing.metrics["production_gap"] - 0.02
+    assert narrowing.passed, narrowing.reason
+    with pytest.raises(ValueError, match="max_gap"):
+        fairness_gate(y, good, good, groups, max_gap=-0.1)

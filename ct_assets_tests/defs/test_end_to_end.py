@@ -31,9 +31,13 @@ def test_bootstrap_local_fine_tune_then_global_retrain(instance, resources, data
     assert query(data_dir, "SELECT status, training_path, trigger FROM model_registry") == \
         [("production", "retrain", "bootstrap")]
 
-    # Stable days: the decision is recorded as none and nothing is trained.
+    # Stable days: no trigger fires, so no decision is taken and nothing is trained ...
     assert pipeline.step(2) == []
+    assert query(data_dir, "SELECT count(*) FROM decisions WHERE day > '2025-01-05'") == [(0,)]
+    # ... until the daily policy schedule weighs the evidence anyway and records "none".
+    assert pipeline.scheduled_decision().tags["ct/trigger"] == "schedule"
     assert query(data_dir, "SELECT action FROM decisions WHERE day = '2025-01-07'") == [("none",)]
+    assert pipeline.decisions() == []
 
     # Regional promotion from day 7 (2025-01-08): local drift. Its first day has no labels of the new
     # regime yet, so the policy waits; the next day it fine-tunes the production model.
@@ -81,4 +85,7 @@ def test_bootstrap_local_fine_tune_then_global_retrain(instance, resources, data
             for statement in filter(str.strip, block.split(";")):
                 assert con.execute(statement).fetchall() is not None
         tables = dict(con.execute("SELECT table_name, row_count FROM snapshot_info").fetchall())
-    assert tables["raw_events"] == 11 * 1500 and tables["decisions"] == 11 and tables["model_registry"] >= 3
+    assert tables["raw_events"] == 11 * 1500 and tables["model_registry"] >= 3
+    # Decisions only on days a trigger or the schedule asked: bootstrap, the scheduled quiet day, drift.
+    assert [d for (d,) in query(data_dir, "SELECT strftime(day, '%m-%d') FROM decisions ORDER BY day")] == \
+        ["01-05", "01-07", "01-08", "01-09", "01-10", "01-11"] and tables["decisions"] == 6
