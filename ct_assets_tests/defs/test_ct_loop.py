@@ -139,3 +139,26 @@ def test_group_shift_candidate_fails_the_fairness_gate_and_pages_a_human(instanc
     [(serving, gates)] = query(data_dir, "SELECT model_id, gate_results FROM model_registry WHERE status = 'production'")
     fairness = [g for g in json.loads(gates) if g["name"] == "fairness"]
     assert serving == first_model or (fairness and fairness[0]["passed"])
+
+
+def test_online_mode_versions_each_days_update_and_gates_the_chain(instance, resources, data_dir, settings):
+    resources = {**resources, "settings": CTSettings(min_rows_per_day=10, min_training_rows=200, training_epochs=3,
+                                                     policy_path=settings.policy_path, online_enabled=True,
+                                                     online_gate_every_updates=2)}
+    pipeline = Pipeline(instance, resources, data_dir, SimulatorConfig(rows_per_day=1500, seed=5))
+    pipeline.land(5)
+    pipeline.ingest_landed()  # online_model runs with each day, skipping while no model serves
+    (bootstrap,) = pipeline.decisions()
+    assert pipeline.run(bootstrap).success
+    [(first_model,)] = query(data_dir, "SELECT model_id FROM model_registry WHERE status = 'production'")
+    pipeline.step(3)
+    online = query(data_dir, "SELECT model_id, parent_model_id, trigger, gate_results FROM model_registry "
+                             "WHERE training_path = 'online' ORDER BY created_at")
+    assert len(online) == 3 and {trigger for _, _, trigger, _ in online} == {"online"}
+    assert online[0][1] == first_model  # the chain starts from the served model
+    gated = {g["name"] for g in json.loads(online[1][3])}
+    assert gated == {"non_regression", "fairness", "calibration"}  # the scheduled gates ran at update 2
+    assert query(data_dir, "SELECT count(*) FROM deployments WHERE actor = 'online'") == [(3,)]
+    statuses = [r.asset_materialization.metadata["status"].value for r in instance.fetch_materializations(
+        dg.AssetKey("online_model"), limit=20).records]
+    assert statuses.count("skipped") == 5 and len(statuses) == 8
