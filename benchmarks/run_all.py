@@ -1,6 +1,8 @@
-"""Print the engine figures: code-location import, ingest + features of 100k rows, drift report.
+"""Print every figure: code-location import, ingest + features of 100k rows, drift report, then the
+engine benchmark (sensor ticks over a year of history, training memory, landed -> promoted latency)
+and the policy backtest over all streams (`make bench`).
 
-    .venv/bin/python benchmarks/run_all.py [--rows 100000] [--with-tests]
+    .venv/bin/python benchmarks/run_all.py [--rows 100000] [--with-tests] [--quick]
 
 Figures are wall-clock medians over a few repetitions on this machine; targets are in brackets.
 """
@@ -73,6 +75,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--with-tests", action="store_true", help="also time the whole test suite")
+    parser.add_argument("--quick", action="store_true", help="small backtest streams (a smoke test)")
     args = parser.parse_args()
     print(f"code location import: {import_time():.2f} s  [<= 3 s]")
     ingest, feats = ingest_and_features(args.rows)
@@ -80,6 +83,10 @@ def main() -> None:
           f"total {ingest + feats:.2f} s")
     drift, n = drift_report_time(args.rows)
     print(f"drift report, {n} current vs {n} reference rows (all tests + segments + MMD): {drift:.2f} s  [<= 2 s]")
+    sys.stdout.flush()
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "engine_benchmark.py")], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "backtest_benchmark.py"),
+                    *(["--quick"] if args.quick else [])], cwd=ROOT, check=True)
     if args.with_tests:
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=ROOT, check=False,
