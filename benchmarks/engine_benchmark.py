@@ -23,10 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import dagster as dg  # noqa: E402
+import dagster as dg
 
-from ct_assets.defs.resources import CTSettings, CTStorage  # noqa: E402
-from ct_assets.defs.sensors import (  # noqa: E402
+from ct_assets.defs.resources import CTSettings, CTStorage
+from ct_assets.defs.sensors import (
     TRIGGER_SENSORS,
     decision_sensor,
     landing_sensor,

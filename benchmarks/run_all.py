@@ -20,9 +20,9 @@ import duckdb
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ct_assets.core.features import build_features, load_features  # noqa: E402
-from ct_assets.core.ingest import ingest_events  # noqa: E402
-from ct_assets.core.simulator import SimulatorConfig, parse_timeline, write_history  # noqa: E402
+from ct_assets.core.features import build_features, load_features
+from ct_assets.core.ingest import ingest_events
+from ct_assets.core.simulator import SimulatorConfig, parse_timeline, write_history
 
 
 def median_seconds(fn, repeat: int) -> float:
