@@ -7,6 +7,7 @@
     ct approve MODEL_ID --by NAME --reason TEXT [--override-failed-gates]
     ct reject MODEL_ID --by NAME --reason TEXT
     ct rollback --by NAME --reason TEXT
+    ct doctor [--data-dir DIR] [--repair]   check crash/consistency invariants (exit 1 on errors)
 
 Paths come from CT_DATA_DIR (default ./data); the stream from CT_SCENARIO (a timeline such as
 "stable@0,sensor_hardware_change@12"), CT_ROWS_PER_DAY, CT_SEED and CT_DAY_SECONDS.
@@ -161,6 +162,8 @@ def _live_connection():
     import duckdb
 
     database = os.environ.get("CT_DUCKDB_PATH", str(_data_dir() / "warehouse.duckdb"))
+    if not Path(database).exists():  # connecting would create an empty warehouse
+        raise ValueError(f"no warehouse at {database}: start the pipeline first (make run)")
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -199,6 +202,30 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         deployment = roll_back(con, f"human:{args.by}", args.reason, LogNotifier())
     print(f"rolled back to {deployment.model_id} (was {deployment.previous_model_id})")
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from ct_assets.core.doctor import check_invariants, remove_temp_leftovers
+
+    data_dir = Path(args.data_dir).resolve() if args.data_dir else _data_dir()
+    database = args.database or (str(data_dir / "warehouse.duckdb") if args.data_dir
+                                 else os.environ.get("CT_DUCKDB_PATH", str(data_dir / "warehouse.duckdb")))
+    if args.repair:
+        for path in remove_temp_leftovers(data_dir, min_age_seconds=args.min_age_seconds):
+            print(f"removed {path}")
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            report = check_invariants(database, data_dir)
+            break
+        except duckdb.IOException as exc:  # the pipeline is writing: its steps are short, wait
+            if time.monotonic() > deadline:
+                raise ValueError(f"the warehouse stayed locked by the pipeline for 60 s: {exc}") from exc
+            time.sleep(0.5)
+    print(report.render())
+    return 0 if report.ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,6 +274,15 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--by", required=True)
     rollback.add_argument("--reason", required=True)
     rollback.set_defaults(func=cmd_rollback)
+    doctor = sub.add_parser("doctor", help="check registry, artifacts, snapshot and warehouse invariants")
+    doctor.add_argument("--data-dir", help="data directory (default: CT_DATA_DIR or ./data)")
+    doctor.add_argument("--database", help="warehouse file (default: <data-dir>/warehouse.duckdb, "
+                                           "or CT_DUCKDB_PATH when --data-dir is not given)")
+    doctor.add_argument("--repair", action="store_true",
+                        help="first remove temporary leftovers of interrupted writes (older than --min-age-seconds)")
+    doctor.add_argument("--min-age-seconds", type=float, default=300.0,
+                        help="with --repair: keep younger leftovers, a running writer may own them (default 300)")
+    doctor.set_defaults(func=cmd_doctor)
     return parser
 
 

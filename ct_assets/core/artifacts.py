@@ -21,6 +21,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ct_assets.core.faults import ARTIFACT_WEIGHTS_WRITTEN, pause_point
 from ct_assets.core.training import (
     ComputeCost,
     Preprocessor,
@@ -146,6 +147,7 @@ converted; NaN is refused) and may not override the
     try:
         temp_dir.mkdir()
         _write_synced(temp_dir / WEIGHTS_FILE, blob)
+        pause_point(ARTIFACT_WEIGHTS_WRITTEN)
         _write_synced(temp_dir / MANIFEST_FILE, manifest_text.encode("utf-8"))
         _fsync_dir(temp_dir)
         try:

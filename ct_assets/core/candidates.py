@@ -17,6 +17,7 @@ import pandas as pd
 
 from ct_assets.core import schema
 from ct_assets.core.artifacts import load_model, save_model
+from ct_assets.core.faults import CANDIDATE_TRAINED, pause_point
 from ct_assets.core.features import load_features
 from ct_assets.core.registry import (
     ModelRecord,
@@ -110,6 +111,7 @@ def build_candidate(con: duckdb.DuckDBPyConnection, models_dir: Path, request: C
         raise ValueError(f"only {len(train)} labelled training rows in {request.window_start}..{request.window_end}; "
                          f"need at least {request.min_rows}")
     model, parent = _train(con, models_dir, request, train, config)
+    pause_point(CANDIDATE_TRAINED)
     metrics = {"train_rows": len(train), "holdout_rows": len(holdout),
                "train_positive_rate": float(np.mean(train[schema.LABEL_COLUMN])),
                "final_train_loss": model.final_train_loss, "steps": model.n_steps,

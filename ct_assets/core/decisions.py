@@ -27,6 +27,7 @@ import duckdb
 
 from ct_assets.core.common import parse_iso_day, utc_now
 from ct_assets.core.evidence import evidence_to_dict
+from ct_assets.core.faults import DECISION_WRITTEN, pause_point
 from ct_assets.core.policy import Decision, Evidence
 
 _DDL = """
@@ -127,6 +128,7 @@ def record_decision(con: duckdb.DuckDBPyConnection, day: str, decision: Decision
         f"ON CONFLICT (decision_id) DO UPDATE SET {updates}",
         params,
     )
+    pause_point(DECISION_WRITTEN)
     record = get_decision(con, decision_id)
     assert record is not None  # just written
     return record

@@ -16,7 +16,8 @@ from typing import Any, Literal, Sequence
 
 import duckdb
 
-from ct_assets.core.common import utc_now
+from ct_assets.core.common import has_table, utc_now
+from ct_assets.core.faults import PROMOTE_INSIDE_SWAP, pause_point
 from ct_assets.core.gates import GateResult
 
 Status = Literal["staging", "production", "retired", "rejected", "pending_approval"]
@@ -173,13 +174,17 @@ def register_candidate(con: duckdb.DuckDBPyConnection, record: ModelRecord) -> M
 
 
 def get_model(con: duckdb.DuckDBPyConnection, model_id: str) -> ModelRecord | None:
-    """The registry row of ``model_id``, or None if unknown."""
+    """The registry row of ``model_id``, or None if unknown (also before the registry exists)."""
+    if not has_table(con, "model_registry"):
+        return None
     rows = con.execute(_select_sql("WHERE model_id = ?"), [model_id]).fetchall()
     return _row_to_record(rows[0]) if rows else None
 
 
 def get_production(con: duckdb.DuckDBPyConnection) -> ModelRecord | None:
     """The model currently serving, or None before the first promotion."""
+    if not has_table(con, "model_registry"):
+        return None
     rows = con.execute(_select_sql("WHERE status = 'production'")).fetchall()
     if len(rows) > 1:
         raise ValueError(f"registry is inconsistent: {len(rows)} production models")
@@ -256,6 +261,7 @@ def _swap_production(con: duckdb.DuckDBPyConnection, model_id: str, action: str,
         con.execute("UPDATE model_registry SET status = 'production', status_reason = ? WHERE model_id = ?",
                     [f"{action} by {actor}: {reason}", model_id])
         deployment = _append_deployment(con, model_id, previous_id, action, actor, reason)
+        pause_point(PROMOTE_INSIDE_SWAP)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

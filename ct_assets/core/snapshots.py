@@ -15,6 +15,8 @@ from pathlib import Path
 
 import duckdb
 
+from ct_assets.core.faults import SNAPSHOT_BEFORE_RENAME, pause_point
+
 SNAPSHOT_NAME = "latest.duckdb"
 
 
@@ -67,5 +69,6 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, snapshot_dir: Path,
         raise
     con.execute("DETACH snapshot_target")
     final_path = snapshot_dir / SNAPSHOT_NAME
+    pause_point(SNAPSHOT_BEFORE_RENAME)
     os.replace(temp_path, final_path)
     return SnapshotInfo(final_path, counts, published_at)

@@ -93,7 +93,10 @@ def _coerce(frame: pd.DataFrame, numeric: dict[str, str], timestamps: tuple[str,
     for column in strings:
         raw = frame[column]
         is_text = raw.map(lambda v: isinstance(v, str))
-        fail(~is_text, column, "not text")
+        is_bytes = raw.map(lambda v: isinstance(v, (bytes, bytearray)))
+        # Bytes are what the reader leaves of text that is not valid UTF-8.
+        fail(is_bytes, column, "not UTF-8 text")
+        fail(~is_text & ~is_bytes, column, "not text")
         typed[column] = raw.where(is_text, None)
     return typed, reasons
 
