@@ -130,7 +130,9 @@ class CTSettings(dg.ConfigurableResource):
 def default_resources() -> dict[str, object]:
     """Resources for `dagster dev`: paths come from the environment set by `make run`."""
     return {
-        "duckdb": Warehouse(database=dg.EnvVar("CT_DUCKDB_PATH")),
+        # A memory cap keeps a huge landing file's ingest flat (DuckDB spills to disk past it).
+        "duckdb": Warehouse(database=dg.EnvVar("CT_DUCKDB_PATH"),
+                            connection_config={"memory_limit": os.environ.get("CT_DUCKDB_MEMORY_LIMIT", "2GB")}),
         "storage": CTStorage(data_dir=dg.EnvVar("CT_DATA_DIR")),
         "settings": CTSettings(online_enabled=os.environ.get("CT_ONLINE_MODE", "0") == "1"),
     }

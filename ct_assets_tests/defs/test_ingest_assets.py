@@ -34,8 +34,10 @@ def test_landing_sensor_adds_partitions_and_requests_each_day_once(instance, res
     assert result.dynamic_partitions_requests[0].partition_keys == DAYS[:2]
     assert result.cursor == "2025-01-02"
     instance.add_dynamic_partitions("days", DAYS[:2])
+    (data_dir / "landing" / "2026-02-30").mkdir()  # not a calendar day: reported, never a partition
     again = landing_sensor(dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
     assert isinstance(again, dg.SkipReason)
+    assert "1 entries ignored" in again.skip_message and "2026-02-30" in again.skip_message
     land_day(data_dir, DAYS[2])
     third = landing_sensor(dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
     assert [r.partition_key for r in third.run_requests] == [DAYS[2]]

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from ct_assets.core.ingest import list_landed_days
+from ct_assets.core.ingest import scan_landing
 from ct_assets.defs.assets.deployment import rollout_monitor
 from ct_assets.defs.assets.features import features
 from ct_assets.defs.assets.ingest import complaints, labels, raw_events
@@ -31,12 +31,17 @@ DAY_ASSETS = (raw_events, labels, complaints, features, drift_report, concept_dr
 )
 def landing_sensor(context: dg.SensorEvaluationContext, storage: CTStorage,
                    settings: CTSettings) -> dg.SensorResult | dg.SkipReason:
-    landed = list_landed_days(storage.landing_dir)
+    scan = scan_landing(storage.landing_dir)
+    landed = scan.days
+    ignored = "; ".join(reason for _, reason in scan.ignored[:5])
+    if ignored:  # an upstream dropped something that is not a day folder: say so on every tick
+        context.log.warning(f"{len(scan.ignored)} landing entries ignored: {ignored}")
     # The partition set, not only the cursor, says what was requested: a day that lands late is caught.
     known = set(context.instance.get_dynamic_partitions(days_partitions.name))
     new_days = [day for day in landed if day not in known]
     if not new_days:
-        return dg.SkipReason(f"no new day folders ({len(landed)} landed, newest {context.cursor or 'none'})")
+        note = f"; {len(scan.ignored)} entries ignored: {ignored}" if ignored else ""
+        return dg.SkipReason(f"no new day folders ({len(landed)} landed, newest {context.cursor or 'none'}){note}")
     selection = [a.key for a in DAY_ASSETS] + ([online_model.key] if settings.online_enabled else [])
     return dg.SensorResult(
         run_requests=[dg.RunRequest(partition_key=day, run_key=f"landed:{day}", asset_selection=selection,
