@@ -67,3 +67,15 @@ def test_code_location_import_loads_no_heavy_library():
             "'pandera', 'codecarbon') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_the_webhook_secret_is_bound_as_an_env_var_never_a_literal(monkeypatch):
+    from ct_assets.defs.resources import default_resources
+
+    monkeypatch.delenv("CT_NOTIFIER_TARGET", raising=False)
+    assert default_resources()["settings"].notifier_target == ""
+    monkeypatch.setenv("CT_NOTIFIER_TARGET", "https://hooks.example.com/T0KEN")
+    monkeypatch.setenv("CT_NOTIFIER_KIND", "webhook")
+    settings = default_resources()["settings"]
+    assert isinstance(settings.notifier_target, dg.EnvVar) and settings.notifier_target == "CT_NOTIFIER_TARGET"
+    assert settings.notifier_kind == "webhook"

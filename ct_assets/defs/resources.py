@@ -91,10 +91,13 @@ class CTSettings(dg.ConfigurableResource):
     gate_relative: bool = True
     risk_tier: str = "low"  # "high": rigorous validation and human approval before promotion
     policy_path: str = str(DEFAULT_POLICY_PATH)
-    # Where alerts go: "log", "file" or "webhook"; the file path / webhook URL is read at run time
-    # from the environment variable named here (a webhook URL is a secret: never in code or config).
+    # Where alerts go: "log", "file" or "webhook". The file path / webhook URL is a secret: pass it as
+    # dg.EnvVar("CT_NOTIFIER_TARGET") (default_resources does), never as a literal in code or config.
     notifier_kind: str = "log"
-    notifier_target_env: str = "CT_NOTIFIER_TARGET"
+    notifier_target: str = ""
+    # The multivariate MMD test is the only code using alibi-detect (Business Source License): a team
+    # without a licence for production use switches it off here.
+    drift_multivariate: bool = True
     # Online mode (off by default): the serving model also learns a few steps from each day's labels.
     online_enabled: bool = False
     online_steps_per_batch: int = 20
@@ -105,7 +108,7 @@ class CTSettings(dg.ConfigurableResource):
         return load_policy_config(self.policy_path)
 
     def notifier(self) -> Notifier:
-        return notifier_from_config(self.notifier_kind, os.environ.get(self.notifier_target_env))
+        return notifier_from_config(self.notifier_kind, self.notifier_target or None)
 
     def online_config(self) -> OnlineConfig:
         return OnlineConfig(enabled=self.online_enabled, steps_per_batch=self.online_steps_per_batch,
@@ -134,5 +137,10 @@ def default_resources() -> dict[str, object]:
         "duckdb": Warehouse(database=dg.EnvVar("CT_DUCKDB_PATH"),
                             connection_config={"memory_limit": os.environ.get("CT_DUCKDB_MEMORY_LIMIT", "2GB")}),
         "storage": CTStorage(data_dir=dg.EnvVar("CT_DATA_DIR")),
-        "settings": CTSettings(online_enabled=os.environ.get("CT_ONLINE_MODE", "0") == "1"),
+        "settings": CTSettings(
+            online_enabled=os.environ.get("CT_ONLINE_MODE", "0") == "1",
+            notifier_kind=os.environ.get("CT_NOTIFIER_KIND", "log"),
+            # Resolved at run time, shown masked in the UI; optional, so only bound when set.
+            notifier_target=dg.EnvVar("CT_NOTIFIER_TARGET") if "CT_NOTIFIER_TARGET" in os.environ else "",
+        ),
     }

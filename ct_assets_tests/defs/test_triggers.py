@@ -3,17 +3,22 @@
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import pytest
 from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
 
 from ct_assets.defs.build import build_definitions
 from ct_assets.defs.sensors import (
     DECISION_DAY_TAG,
+    TRAINING_RUN_TAG,
     daily_policy_schedule,
+    decision_sensor,
     drift_sensor,
     freshness_sensor,
     label_sensor,
     performance_sensor,
+    periodic_retrain_schedule,
 )
+from ct_assets.defs.sensors.decisions import K8S_CONFIG_ENV, training_run_tags
 
 DAY = "2025-02-10"
 
@@ -134,3 +139,29 @@ def test_daily_policy_schedule_decides_the_newest_day_once(instance):
     assert request.partition_key == "2025-02-02" and request.tags["ct/trigger"] == "schedule"
     decision_run_for(instance, "2025-02-02")
     assert daily_policy_schedule.evaluate_tick(context).run_requests == []
+
+
+def test_training_runs_carry_the_gpu_request_from_the_environment(instance, monkeypatch):
+    gpu = '{"container_config": {"resources": {"limits": {"nvidia.com/gpu": 1}}}}'
+    monkeypatch.setenv(K8S_CONFIG_ENV, gpu)
+    report(instance, "training_decision", DAY, decision_id="dec-gpu", action="retrain", fired_rules=["drift_scope"],
+           requires_approval=False)
+    (request,) = tick(decision_sensor, instance).run_requests
+    assert request.tags["dagster-k8s/config"] == gpu and request.tags[TRAINING_RUN_TAG] == "true"
+    monkeypatch.setenv(K8S_CONFIG_ENV, "gpu please")
+    with pytest.raises(ValueError, match=K8S_CONFIG_ENV):
+        training_run_tags()
+
+
+def test_periodic_retrain_is_one_training_run_at_a_time(instance):
+    context = dg.build_schedule_context(instance=instance,
+                                        repository_def=build_definitions().get_repository_def())
+    (request,) = periodic_retrain_schedule.evaluate_tick(context).run_requests
+    assert request.tags[TRAINING_RUN_TAG] == "true" and request.tags["ct/trigger"] == "schedule"
+
+    @dg.job
+    def training_placeholder():
+        pass
+
+    instance.create_run_for_job(training_placeholder, tags={TRAINING_RUN_TAG: "true"})
+    assert periodic_retrain_schedule.evaluate_tick(context).run_requests == []

@@ -38,7 +38,8 @@ def drift_report(context: dg.AssetExecutionContext, duckdb: DuckDBResource, stor
                  settings: CTSettings) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:
         result = monitor_day(con, storage.models_dir, storage.reports_dir, context.partition_key,
-                             DriftConfig(), bootstrap_days=settings.reference_days)
+                             DriftConfig(multivariate=settings.drift_multivariate),
+                             bootstrap_days=settings.reference_days)
     summary = result.report.to_summary()
     return dg.MaterializeResult(metadata={
         "report_id": result.report_id,

@@ -1,5 +1,8 @@
 """A recorded decision -> the training path it chose; the cron baselines."""
 
+import json
+import os
+
 import dagster as dg
 
 from ct_assets.defs.assets.deployment import production_model
@@ -19,6 +22,22 @@ from ct_assets.defs.sensors.event_log import IN_FLIGHT, new_materializations
 from ct_assets.defs.sensors.triggers import DECISION_DAY_TAG
 
 TRAINING_RUN_TAG = "ct/training_run"
+# On Kubernetes, training runs can ask for a GPU node: the JSON of a `dagster-k8s/config` tag (e.g.
+# resource limits nvidia.com/gpu: 1) from the environment, so the choice stays configuration.
+K8S_CONFIG_ENV = "CT_TRAINING_RUN_K8S_CONFIG"
+
+
+def training_run_tags() -> dict[str, str]:
+    """Tags every training run carries: the one-at-a-time marker, plus the GPU request when configured."""
+    tags = {TRAINING_RUN_TAG: "true"}
+    k8s_config = os.environ.get(K8S_CONFIG_ENV, "").strip()
+    if k8s_config:
+        try:
+            json.loads(k8s_config)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{K8S_CONFIG_ENV} must be JSON (a dagster-k8s/config tag value): {exc}") from None
+        tags["dagster-k8s/config"] = k8s_config
+    return tags
 
 
 def _main_trigger(fired_rules: list[str]) -> str:
@@ -59,7 +78,7 @@ def decision_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     return dg.SensorResult(run_requests=[dg.RunRequest(
         run_key=str(meta["decision_id"]),
         asset_selection=[candidate.key, production_model.key],
-        tags={TRAINING_RUN_TAG: "true", DECISION_TAG: str(meta["decision_id"]), TRIGGER_TAG: _main_trigger(fired),
+        tags={**training_run_tags(), DECISION_TAG: str(meta["decision_id"]), TRIGGER_TAG: _main_trigger(fired),
               REASON_TAG: "; ".join(fired)[:1000], WINDOW_END_TAG: day,
               APPROVAL_TAG: str(bool(meta.get("requires_approval"))).lower()})], cursor=cursor)
 
@@ -83,12 +102,19 @@ def daily_policy_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunReques
                          tags={TRIGGER_TAG: "schedule", REASON_TAG: "daily policy evaluation", DECISION_DAY_TAG: day})
 
 
-periodic_retrain_schedule = dg.ScheduleDefinition(
+@dg.schedule(
     name="periodic_retrain",
     cron_schedule="0 3 * * 0",
     target=[retrained_candidate, production_model],
-    tags={TRIGGER_TAG: "schedule", REASON_TAG: "weekly periodic retrain (the cron baseline)"},
     # The baseline to compare the evidence-driven policy against; switch it on in the UI.
     default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Cron baseline: retrain from scratch every Sunday 03:00, gates still apply.",
+    description="Cron baseline: retrain from scratch every Sunday 03:00, gates still apply; one training "
+                "run at a time like the policy's.",
 )
+def periodic_retrain_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+    in_flight = context.instance.get_run_records(
+        dg.RunsFilter(tags={TRAINING_RUN_TAG: "true"}, statuses=IN_FLIGHT), limit=1)
+    if in_flight:
+        return dg.SkipReason(f"training run {in_flight[0].dagster_run.run_id[:8]} still in flight")
+    return dg.RunRequest(tags={**training_run_tags(), TRIGGER_TAG: "schedule",
+                               REASON_TAG: "weekly periodic retrain (the cron baseline)"})
