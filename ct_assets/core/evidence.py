@@ -47,7 +47,7 @@ from ct_assets.core import schema
 from ct_assets.core.common import has_table, parse_iso_day
 from ct_assets.core.policy import Evidence, compute_budget_left
 from ct_assets.core.policy_config import PolicyConfig
-from ct_assets.core.registry import ModelRecord, get_model, get_production
+from ct_assets.core.registry import ModelRecord, chain_root, get_model, get_production
 
 logger = logging.getLogger(__name__)
 
@@ -242,8 +242,23 @@ def _production_evidence(production: ModelRecord | None, as_of: date, con: duckd
     if not isinstance(divergence, (int, float)) or isinstance(divergence, bool) or not math.isfinite(divergence):
         divergence = None
     return {"production_model_age_days": age,
-            "fine_tunes_since_full_retrain": _fine_tune_chain(con, production, notes),
+            "fine_tunes_since_full_retrain": _fine_tune_attempts(con, production, notes),
             "fine_tune_divergence": None if divergence is None else float(divergence)}
+
+
+def _fine_tune_attempts(con: duckdb.DuckDBPyConnection, production: ModelRecord, notes: dict[str, str]) -> int:
+    """Fine-tunes since the last full retrain: the promoted chain plus fine-tune candidates the gates
+    rejected since that retrain. Counting failures too means repeated fine-tunes that cannot fix a
+    shift lead to a retrain (technical debt) instead of the same failing patch every day."""
+    chain = _fine_tune_chain(con, production, notes)
+    root = chain_root(con, production)
+    rejected = con.execute(
+        "SELECT count(*) FROM model_registry WHERE training_path = 'fine_tune' AND status = 'rejected' "
+        "AND created_at > ?", [root.created_at]).fetchall()[0][0]
+    if rejected:
+        notes["fine_tune_attempts"] = (f"{chain} fine-tunes in the serving chain and {rejected} rejected "
+                                       f"fine-tune candidates since {root.model_id}")
+    return chain + int(rejected)
 
 
 def _fine_tune_chain(con: duckdb.DuckDBPyConnection, production: ModelRecord, notes: dict[str, str]) -> int:

@@ -38,7 +38,7 @@ from ct_assets.core.drift_store import (
     write_drift_report,
 )
 from ct_assets.core.features import ensure_features_table, load_features
-from ct_assets.core.registry import ensure_registry_tables, get_production
+from ct_assets.core.registry import chain_root, ensure_registry_tables, get_model, get_production
 from ct_assets.core.training import predict_proba
 
 
@@ -118,16 +118,23 @@ class ConceptDriftOutcome:
 def concept_drift_for_day(con: duckdb.DuckDBPyConnection, models_dir: Path, day: str,
                           config: ConceptDriftConfig, recent_days: int = 3) -> ConceptDriftOutcome:
     """The production model's labelled performance: labels that arrived in the last ``recent_days``
-    (ending on ``day``) against the model's fixed holdout rows of its own training window.
+    (ending on ``day``) against its fixed holdout rows of the window of the last full retrain in its
+    chain (its own window for a retrained model).
 
-    P(y|X) moving shows up here even when the features do not move (``market_shift``).
+    P(y|X) moving shows up here even when the features do not move (``market_shift``). The reference
+    is the retrain's window, not a fine-tune's: a fine-tune that failed to learn a new regime would
+    otherwise make its own poor level the baseline, and the drift it left unfixed would stop showing.
     """
     reference = current_reference(con, bootstrap_days=1)
     if reference is None or reference.model_id is None:
         return ConceptDriftOutcome(day, reference, None, "no production model yet: nothing to evaluate")
     model = load_model(models_dir, reference.model_id)
-    _, holdout = split_train_holdout(load_features(con, str(reference.start), str(reference.end),
-                                                   labelled_only=True))
+    production = get_model(con, reference.model_id)
+    root = chain_root(con, production) if production is not None else None
+    start, end = ((root.data_window_start, root.data_window_end)
+                  if root is not None and root.data_window_start and root.data_window_end
+                  else (reference.start, reference.end))
+    _, holdout = split_train_holdout(load_features(con, str(start), str(end), labelled_only=True))
     recent = con.execute(
         "SELECT f.*, l.is_fraud FROM labels l JOIN features f USING (event_id) "
         "WHERE l.arrival_day BETWEEN CAST(? AS DATE) - CAST(? AS INTEGER) + 1 AND CAST(? AS DATE) "

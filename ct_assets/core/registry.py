@@ -357,3 +357,18 @@ def restore(con: duckdb.DuckDBPyConnection, model_id: str, actor: str, reason: s
         raise ValueError(f"cannot restore {model_id}: only a model that served before (retired) can be restored, "
                          f"it is {target.status}")
     return _swap_production(con, model_id, "rollback", actor, reason, old_status="rejected")
+
+
+def chain_root(con: duckdb.DuckDBPyConnection, record: ModelRecord) -> ModelRecord:
+    """The last full retrain behind ``record``: walks parent links through fine-tunes and online updates.
+
+    Stops at a model without a (registered) parent, and at a loop in the links, so it always ends.
+    """
+    current, seen = record, {record.model_id}
+    while current.training_path in ("fine_tune", "online") and current.parent_model_id:
+        parent = get_model(con, current.parent_model_id)
+        if parent is None or parent.model_id in seen:
+            break
+        seen.add(parent.model_id)
+        current = parent
+    return current
