@@ -1,0 +1,146 @@
+"""Backtest results in DuckDB: ``backtest_runs`` (one row per run and strategy) and ``backtest_daily``
+(one row per run, strategy and batch).
+
+Writing a run is idempotent per run id: its old rows are deleted and the new ones inserted in one
+transaction, so a re-run replaces itself and a failure leaves the previous rows in place. Every value
+is a bound parameter.
+
+Example::
+
+    with duckdb.connect("data/warehouse.duckdb") as con:
+        write_backtest(con, result)
+        load_backtest_runs(con, result.run_id)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+
+import duckdb
+import pandas as pd
+
+from ct_assets.core.backtest.engine import BacktestResult, StrategyRun
+from ct_assets.core.common import has_table, utc_now
+
+_CREATE_RUNS = """
+CREATE TABLE IF NOT EXISTS backtest_runs (
+    run_id VARCHAR NOT NULL,
+    stream_name VARCHAR NOT NULL,
+    strategy VARCHAR NOT NULL,
+    is_reference BOOLEAN NOT NULL,
+    label_delay INTEGER NOT NULL,
+    seed INTEGER NOT NULL,
+    metric VARCHAR NOT NULL,
+    mean_metric DOUBLE,
+    mean_accuracy DOUBLE NOT NULL,
+    n_trainings INTEGER NOT NULL,
+    cpu_seconds DOUBLE NOT NULL,
+    wall_seconds DOUBLE NOT NULL,
+    energy_kwh DOUBLE NOT NULL,
+    co2_kg DOUBLE NOT NULL,
+    retrains INTEGER NOT NULL,
+    fine_tunes INTEGER NOT NULL,
+    online_updates INTEGER NOT NULL,
+    promotions INTEGER NOT NULL,
+    gate_failures INTEGER NOT NULL,
+    rollbacks INTEGER NOT NULL,
+    escalations INTEGER NOT NULL,
+    drift_triggers INTEGER NOT NULL,
+    recovery_json VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    config_json VARCHAR NOT NULL,
+    PRIMARY KEY (run_id, strategy)
+)
+"""
+
+_CREATE_DAILY = """
+CREATE TABLE IF NOT EXISTS backtest_daily (
+    run_id VARCHAR NOT NULL,
+    strategy VARCHAR NOT NULL,
+    batch INTEGER NOT NULL,
+    metric DOUBLE,
+    accuracy DOUBLE NOT NULL,
+    action VARCHAR NOT NULL,
+    outcome VARCHAR NOT NULL,
+    is_change_point BOOLEAN NOT NULL,
+    drift_triggered BOOLEAN NOT NULL,
+    PRIMARY KEY (run_id, strategy, batch)
+)
+"""
+
+_RUN_COLUMNS: tuple[str, ...] = (
+    "run_id", "stream_name", "strategy", "is_reference", "label_delay", "seed", "metric", "mean_metric",
+    "mean_accuracy", "n_trainings", "cpu_seconds", "wall_seconds", "energy_kwh", "co2_kg", "retrains",
+    "fine_tunes", "online_updates", "promotions", "gate_failures", "rollbacks", "escalations", "drift_triggers",
+    "recovery_json", "created_at", "config_json",
+)
+_DAILY_COLUMNS: tuple[str, ...] = (
+    "run_id", "strategy", "batch", "metric", "accuracy", "action", "outcome", "is_change_point", "drift_triggered",
+)
+
+
+def ensure_backtest_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create ``backtest_runs`` and ``backtest_daily`` if they do not exist."""
+    con.execute(_CREATE_RUNS)
+    con.execute(_CREATE_DAILY)
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _run_row(result: BacktestResult, run: StrategyRun, created_at: object) -> tuple[object, ...]:
+    recovery = json.dumps([{"change_point": r.change_point, "pre_level": r.pre_level, "batches": r.batches}
+                           for r in run.recovery])
+    return (
+        result.run_id, result.stream_name, run.strategy, run.is_reference, result.label_delay, result.seed,
+        result.metric, _finite_or_none(run.mean_metric), run.mean_accuracy, run.compute.n_trainings,
+        run.compute.cpu_seconds, run.compute.wall_seconds, run.compute.energy_kwh, run.compute.co2_kg,
+        run.retrains, run.fine_tunes, run.online_updates, run.promotions, run.gate_failures, run.rollbacks,
+        run.escalations, run.drift_triggers, recovery, created_at, result.config_json,
+    )
+
+
+def write_backtest(con: duckdb.DuckDBPyConnection, result: BacktestResult) -> None:
+    """Store ``result``, replacing any rows of the same run id, in one transaction."""
+    ensure_backtest_tables(con)
+    created_at = utc_now()
+    runs = [_run_row(result, run, created_at) for run in result.runs]
+    daily = pd.DataFrame([asdict(row) for row in result.daily], columns=list(_DAILY_COLUMNS[1:]))
+    daily.insert(0, "run_id", result.run_id)
+    daily["metric"] = daily["metric"].astype("float64")
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("DELETE FROM backtest_daily WHERE run_id = ?", [result.run_id])
+        con.execute("DELETE FROM backtest_runs WHERE run_id = ?", [result.run_id])
+        placeholders = ", ".join("?" for _ in _RUN_COLUMNS)
+        con.executemany(f"INSERT INTO backtest_runs ({', '.join(_RUN_COLUMNS)}) VALUES ({placeholders})", runs)
+        con.register("backtest_daily_rows", daily)
+        try:
+            con.execute(f"INSERT INTO backtest_daily ({', '.join(_DAILY_COLUMNS)}) "
+                        f"SELECT {', '.join(_DAILY_COLUMNS)} FROM backtest_daily_rows")
+        finally:
+            con.unregister("backtest_daily_rows")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def load_backtest_runs(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
+    """The ``backtest_runs`` rows of ``run_id`` (one per strategy, ordered by strategy); none before any write.
+
+    Reads only, so a read-only connection works.
+    """
+    if not has_table(con, "backtest_runs"):
+        return pd.DataFrame(columns=list(_RUN_COLUMNS))
+    return con.execute("SELECT * FROM backtest_runs WHERE run_id = ? ORDER BY strategy", [run_id]).fetchdf()
+
+
+def load_backtest_daily(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
+    """The ``backtest_daily`` rows of ``run_id``, by strategy and batch; none before any write."""
+    if not has_table(con, "backtest_daily"):
+        return pd.DataFrame(columns=list(_DAILY_COLUMNS))
+    return con.execute("SELECT * FROM backtest_daily WHERE run_id = ? ORDER BY strategy, batch", [run_id]).fetchdf()
