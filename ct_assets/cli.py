@@ -174,6 +174,33 @@ def _live_connection():
             time.sleep(0.5)
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from ct_assets.core.backtest.catalog import strategy_table
+    from ct_assets.core.backtest.service import (
+        run_named_backtest,
+        store_backtest,
+        target_checks,
+    )
+    from ct_assets.core.policy_config import DEFAULT_POLICY_PATH, load_policy_config
+
+    strategies = tuple(s for s in args.strategies.split(",") if s) if args.strategies else ()
+    policy = load_policy_config(args.policy or DEFAULT_POLICY_PATH)
+    result = run_named_backtest(args.stream, policy, strategies, args.label_delay, args.seed, args.quick)
+    print(f"backtest {result.run_id}: {result.stream_name}, label delay {result.label_delay}, "
+          f"{result.n_batches} batches, change points {list(result.change_points)}\n")
+    print(strategy_table(result), "\n")
+    for check in target_checks(result):
+        value = "n/a" if check.value is None else f"{check.value:.4g}"
+        print(f"{'met ' if check.met else 'MISS'} {check.target}: {value} (threshold {check.threshold:g}) {check.detail}")
+    # Results go to the live warehouse (the analyst snapshot then carries them) unless --db names a file.
+    with (duckdb.connect(args.db) if args.db else _live_connection()) as con:
+        plot = store_backtest(con, result, _data_dir() / "backtest")
+    print(f"\nstored in backtest_runs / backtest_daily; plot {plot}")
+    return 0
+
+
 def cmd_approve(args: argparse.Namespace) -> int:
     from ct_assets.core.deployment import approve
     from ct_assets.core.rollout import RolloutPlan
@@ -274,6 +301,19 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--by", required=True)
     rollback.add_argument("--reason", required=True)
     rollback.set_defaults(func=cmd_rollback)
+    backtest = sub.add_parser("backtest", help="replay a stream through every retraining strategy")
+    backtest.add_argument("--stream", default="simulator",
+                          help="simulator | sea_abrupt | sea_gradual | hyperplane_* | stagger_* | agrawal_* | "
+                               "employment_ma")
+    backtest.add_argument("--strategies", default="",
+                          help="comma-separated subset of never,periodic,always_retrain,always_finetune,"
+                               "drift_retrain,ct_policy,online (default: all)")
+    backtest.add_argument("--label-delay", type=int, default=0, help="batches until a batch's labels arrive")
+    backtest.add_argument("--seed", type=int, default=0)
+    backtest.add_argument("--quick", action="store_true", help="a small version of the stream")
+    backtest.add_argument("--policy", help="policy file to test (default: ct_assets/policy.toml)")
+    backtest.add_argument("--db", help="DuckDB file for the results (default: the live warehouse)")
+    backtest.set_defaults(func=cmd_backtest)
     doctor = sub.add_parser("doctor", help="check registry, artifacts, snapshot and warehouse invariants")
     doctor.add_argument("--data-dir", help="data directory (default: CT_DATA_DIR or ./data)")
     doctor.add_argument("--database", help="warehouse file (default: <data-dir>/warehouse.duckdb, "

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_every_asset_has_group_kinds_owners_and_description():
     graph = build_definitions().resolve_asset_graph()
-    assert len(graph.get_all_asset_keys()) == 15
+    assert len(graph.get_all_asset_keys()) == 17
     for key in graph.get_all_asset_keys():
         spec = graph.get(key)
         assert spec.group_name and spec.group_name != "default", key
@@ -34,6 +34,7 @@ def test_lineage_from_raw_data_to_production_model():
     assert "training_decision" in upstream["finetuned_candidate"]
     assert {"retrained_candidate", "finetuned_candidate"} == upstream["production_model"]
     assert {"features", "labels", "production_model"} == upstream["online_model"]
+    assert {"backtest_result"} == upstream["backtest_tables"]
 
 
 def test_sensors_run_without_a_click_and_the_cron_baseline_is_opt_in():

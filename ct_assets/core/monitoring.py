@@ -38,7 +38,12 @@ from ct_assets.core.drift_store import (
     write_drift_report,
 )
 from ct_assets.core.features import ensure_features_table, load_features
-from ct_assets.core.registry import chain_root, ensure_registry_tables, get_model, get_production
+from ct_assets.core.registry import (
+    chain_root,
+    ensure_registry_tables,
+    get_model,
+    get_production,
+)
 from ct_assets.core.training import predict_proba
 
 

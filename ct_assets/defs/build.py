@@ -5,6 +5,7 @@ from collections.abc import Mapping
 import dagster as dg
 
 from ct_assets.defs.assets.analytics import analyst_snapshot_asset
+from ct_assets.defs.assets.backtest import backtest_result, backtest_tables
 from ct_assets.defs.assets.deployment import (
     model_approval,
     production_model,
@@ -36,9 +37,10 @@ from ct_assets.defs.sensors import (
 def build_definitions(resources: Mapping[str, object] | None = None) -> dg.Definitions:
     """All assets, checks, sensors and schedules; ``resources`` overrides the environment defaults."""
     table_assets = [raw_events, labels, complaints, features, drift_report, concept_drift, complaint_report,
-                    training_decision, *CANDIDATE_ASSETS, production_model, model_approval, rollout_monitor, online_model]
+                    training_decision, *CANDIDATE_ASSETS, production_model, model_approval, rollout_monitor,
+                    online_model, backtest_tables]
     return dg.Definitions(
-        assets=[*table_assets, analyst_snapshot_asset(table_assets)],
+        assets=[*table_assets, backtest_result, analyst_snapshot_asset(table_assets)],
         asset_checks=[*DATA_QUALITY_CHECKS, *CANDIDATE_GATES],
         sensors=[landing_sensor, *TRIGGER_SENSORS, decision_sensor, rollback_sensor, automation_sensor()],
         schedules=[daily_policy_schedule, periodic_retrain_schedule],

@@ -11,6 +11,7 @@ ANALYST_TABLES: tuple[str, ...] = (
     "raw_events", "labels", "complaints", "features", "quarantine", "file_issues", "ingest_log",
     "drift_reports", "drift_feature_results", "concept_drift_results", "complaint_results",
     "model_registry", "deployments", "decisions", "alerts", "rollouts", "rollout_steps",
+    "backtest_runs", "backtest_daily",
 )
 
 
