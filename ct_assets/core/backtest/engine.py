@@ -572,12 +572,14 @@ class _Replay:
 
     def gates(self, candidate: _Serving, newest: int, features: pd.DataFrame, labels: np.ndarray,
               batch_ids: np.ndarray, evidence: Evidence | None) -> list[GateResult]:
-        """The live gates on the newest labelled batch's holdout rows, as ``evaluate_candidate`` applies them."""
+        """The live gates on the holdout rows of the candidate's training window, as ``evaluate_candidate``
+        applies them (a single batch's holdout is too small for a 1 % margin to clear its noise)."""
         settings, spec = self.config.gates, self.data.spec
-        holdout, y, _ = self.data.rows(newest, newest, "holdout")
+        first = min(candidate.window[0], newest)
+        holdout, y, _ = self.data.rows(first, newest, "holdout")
         if len(np.unique(y)) < 2:
             return [GateResult("holdout", False, "error", {"n": len(y)}, {},
-                               f"holdout of batch {newest} has a single class: cannot judge the candidate")]
+                               f"holdout of batches {first}..{newest} has a single class: cannot judge the candidate")]
         cand = predict_proba(candidate.model, holdout)
         prod = predict_proba(self.serving.model, holdout)
         in_shift, where = self.local_shift_rows(candidate, holdout, evidence)
