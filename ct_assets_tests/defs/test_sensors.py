@@ -67,9 +67,33 @@ def test_rollback_sensor_acts_only_on_rollback_verdicts(instance):
     for day, verdict in (("2025-01-09", "advance"), ("2025-01-10", "rollback")):
         instance.report_runless_asset_event(dg.AssetMaterialization(
             asset_key="rollout_monitor", partition=day,
-            metadata={"verdict": verdict, "rollout_id": "ro-1", "reason": f"{verdict}: live AUC"}))
+            metadata={"verdict": verdict, "rollout_id": "ro-1", "reason": f"{verdict}: live AUC",
+                      "model_id": "m-000000000002"}))
     result = tick(rollback_sensor, instance)
     (request,) = result.run_requests
     assert selected(request) == ["production_model"]
     assert (request.run_key, request.tags["ct/action"]) == ("rollback:ro-1", "rollback")
+    assert request.tags["ct/rollback_model_id"] == "m-000000000002"
     assert tick(rollback_sensor, instance, result.cursor).run_requests == []
+
+
+def test_a_stale_rollback_verdict_never_rolls_back_a_newer_model(instance, resources, data_dir):
+    import duckdb
+
+    from ct_assets.core.registry import ModelRecord, ensure_registry_tables, get_production, promote, register_candidate
+    from ct_assets.defs.assets.deployment import production_model
+
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        ensure_registry_tables(con)
+        for model_id in ("m-00000000000a", "m-00000000000b", "m-00000000000c"):
+            register_candidate(con, ModelRecord(model_id=model_id, training_path="retrain"))
+            promote(con, model_id, actor="test", reason="next")
+    # The verdict judged m-...b, but m-...c was promoted since: nothing may be rolled back.
+    stale = {"ct/action": "rollback", "ct/reason": "b degraded", "ct/rollback_model_id": "m-00000000000b"}
+    assert dg.materialize([production_model], instance=instance, resources=resources, tags=stale).success
+    meta = instance.get_latest_materialization_event(production_model.key).asset_materialization.metadata
+    assert meta["outcome"].value == "kept" and "stale rollback verdict" in meta["reason"].value
+    current = {**stale, "ct/rollback_model_id": "m-00000000000c"}
+    assert dg.materialize([production_model], instance=instance, resources=resources, tags=current).success
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+        assert get_production(con).model_id == "m-00000000000b"

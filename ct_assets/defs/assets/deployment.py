@@ -25,6 +25,7 @@ from ct_assets.defs.partitions import days_partitions
 from ct_assets.defs.resources import DUCKDB_POOL, CTSettings, CTStorage
 
 ACTION_TAG = "ct/action"  # "rollback" makes production_model restore the previous model
+ROLLBACK_MODEL_TAG = "ct/rollback_model_id"  # the model a rollback verdict judged: only it may be rolled back
 REASON_TAG = "ct/reason"
 OWNERS = ["team:ml-platform"]
 
@@ -57,7 +58,14 @@ def production_model(context: dg.AssetExecutionContext, duckdb: DuckDBResource,
     plan = RolloutPlan()
     with duckdb.get_connection() as con:
         ensure_registry_tables(con)
-        if tags.get(ACTION_TAG) == "rollback":
+        serving = get_production(con)
+        judged = tags.get(ROLLBACK_MODEL_TAG)
+        if tags.get(ACTION_TAG) == "rollback" and judged and (serving is None or serving.model_id != judged):
+            # The verdict was about a model that no longer serves (a newer promotion replaced it): rolling
+            # back now would remove the wrong model. The newer model's own rollout will judge it.
+            outcome, reason = "kept", (f"stale rollback verdict for {judged}: "
+                                       f"{serving.model_id if serving else 'no model'} serves now")
+        elif tags.get(ACTION_TAG) == "rollback":
             deployment = roll_back(con, actor, tags.get(REASON_TAG, "rollback requested"), settings.notifier())
             outcome, reason = "rolled_back", deployment.reason
         else:

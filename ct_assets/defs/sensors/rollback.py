@@ -5,6 +5,7 @@ import dagster as dg
 from ct_assets.defs.assets.deployment import (
     ACTION_TAG,
     REASON_TAG,
+    ROLLBACK_MODEL_TAG,
     production_model,
     rollout_monitor,
 )
@@ -28,4 +29,5 @@ def rollback_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     return dg.SensorResult(run_requests=[dg.RunRequest(
         run_key=f"rollback:{meta['rollout_id']}",
         asset_selection=[production_model.key],
-        tags={ACTION_TAG: "rollback", REASON_TAG: str(meta.get("reason", ""))[:1000]})], cursor=cursor)
+        tags={ACTION_TAG: "rollback", REASON_TAG: str(meta.get("reason", ""))[:1000],
+              ROLLBACK_MODEL_TAG: str(meta.get("model_id", ""))})], cursor=cursor)
