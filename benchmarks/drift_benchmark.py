@@ -32,10 +32,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ct_assets.core import schema
-from ct_assets.core.drift import DriftConfig, DriftReport, build_drift_report
-from ct_assets.core.features import features_from_events
-from ct_assets.core.simulator import (
+from ct_assets.core.data import schema
+from ct_assets.core.data.features import features_from_events
+from ct_assets.core.monitoring.drift.report import DriftConfig, DriftReport, build_drift_report
+from ct_assets.simulation.simulator import (
     SimulatorConfig,
     base_regime_probability,
     generate_day,

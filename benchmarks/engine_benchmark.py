@@ -25,13 +25,11 @@ sys.path.insert(0, str(ROOT))
 
 import dagster as dg
 
+from ct_assets.defs.data.landing_sensor import landing_sensor
+from ct_assets.defs.decision.schedules import decision_sensor
+from ct_assets.defs.decision.triggers import TRIGGER_SENSORS
+from ct_assets.defs.release.rollback_sensor import rollback_sensor
 from ct_assets.defs.resources import CTSettings, CTStorage
-from ct_assets.defs.sensors import (
-    TRIGGER_SENSORS,
-    decision_sensor,
-    landing_sensor,
-    rollback_sensor,
-)
 
 START = date(2024, 1, 1)
 
@@ -89,9 +87,9 @@ def sensor_ticks(days: int, repeat: int = 7) -> dict[str, float]:
 
 _TRAIN = """
 import resource, sys
-from ct_assets.core.backtest.simulator_stream import simulator_stream
-from ct_assets.core.candidates import MODEL_INPUTS
-from ct_assets.core.training import TrainingConfig, train_from_scratch
+from ct_assets.simulation.backtest_stream import simulator_stream
+from ct_assets.core.training.candidates import MODEL_INPUTS
+from ct_assets.core.training.model import TrainingConfig, train_from_scratch
 import pandas as pd
 stream = simulator_stream(timeline="stable@0", n_days=14, events_per_day=2000, seed=0)
 frame = pd.concat(stream.batches, ignore_index=True)

@@ -20,9 +20,9 @@ import duckdb
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ct_assets.core.features import build_features, load_features
-from ct_assets.core.ingest import ingest_events
-from ct_assets.core.simulator import SimulatorConfig, parse_timeline, write_history
+from ct_assets.core.data.features import build_features, load_features
+from ct_assets.core.data.ingest import ingest_events
+from ct_assets.simulation.simulator import SimulatorConfig, parse_timeline, write_history
 
 
 def median_seconds(fn, repeat: int) -> float:
@@ -53,7 +53,7 @@ def ingest_and_features(rows: int, repeat: int = 3) -> tuple[float, float]:
 
 
 def drift_report_time(rows: int, repeat: int = 3) -> tuple[float, float]:
-    from ct_assets.core.drift import DriftConfig, build_drift_report
+    from ct_assets.core.monitoring.drift.report import DriftConfig, build_drift_report
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)

@@ -36,14 +36,14 @@ def _data_dir() -> Path:
 
 
 def _simulator_config(args: argparse.Namespace):
-    from ct_assets.core.simulator import SimulatorConfig, parse_timeline
+    from ct_assets.simulation.simulator import SimulatorConfig, parse_timeline
 
     return SimulatorConfig(seed=args.seed, rows_per_day=args.rows_per_day, timeline=parse_timeline(args.scenario))
 
 
 def _land(args: argparse.Namespace, days: int) -> list[Path]:
-    from ct_assets.core.serving import serving_fn_from_snapshot
-    from ct_assets.core.simulator import next_day_index, write_day
+    from ct_assets.simulation.serving import serving_fn_from_snapshot
+    from ct_assets.simulation.simulator import next_day_index, write_day
 
     data_dir = _data_dir()
     config = _simulator_config(args)
@@ -131,7 +131,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
-    from ct_assets.core.registry import get_model, list_deployments
+    from ct_assets.core.release.registry import get_model, list_deployments
 
     with _snapshot() as con:
         record = get_model(con, args.model_id)
@@ -183,7 +183,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         store_backtest,
         target_checks,
     )
-    from ct_assets.core.policy_config import DEFAULT_POLICY_PATH, load_policy_config
+    from ct_assets.core.decision.policy_config import DEFAULT_POLICY_PATH, load_policy_config
 
     strategies = tuple(s for s in args.strategies.split(",") if s) if args.strategies else ()
     policy = load_policy_config(args.policy or DEFAULT_POLICY_PATH)
@@ -202,8 +202,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
-    from ct_assets.core.deployment import approve
-    from ct_assets.core.rollout import RolloutPlan
+    from ct_assets.core.release.deployment import approve
+    from ct_assets.core.release.rollout import RolloutPlan
 
     with _live_connection() as con:
         deployment = approve(con, args.model_id, args.by, args.reason, RolloutPlan(),
@@ -213,7 +213,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
 
 def cmd_reject(args: argparse.Namespace) -> int:
-    from ct_assets.core.deployment import reject_candidate
+    from ct_assets.core.release.deployment import reject_candidate
 
     with _live_connection() as con:
         deployment = reject_candidate(con, args.model_id, args.by, args.reason)
@@ -222,8 +222,8 @@ def cmd_reject(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from ct_assets.core.alerts import LogNotifier
-    from ct_assets.core.deployment import roll_back
+    from ct_assets.core.ops.alerts import LogNotifier
+    from ct_assets.core.release.deployment import roll_back
 
     with _live_connection() as con:
         deployment = roll_back(con, f"human:{args.by}", args.reason, LogNotifier())
@@ -234,7 +234,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     import duckdb
 
-    from ct_assets.core.doctor import check_invariants, remove_temp_leftovers
+    from ct_assets.core.ops.doctor import check_invariants, remove_temp_leftovers
 
     data_dir = Path(args.data_dir).resolve() if args.data_dir else _data_dir()
     database = args.database or (str(data_dir / "warehouse.duckdb") if args.data_dir

@@ -8,7 +8,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from ct_assets.core import schema
+from ct_assets.core.data import schema
 
 
 def events_frame(day: str, n: int = 20, first_id: int = 1, seed: int = 0) -> pd.DataFrame:

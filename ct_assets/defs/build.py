@@ -4,34 +4,34 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from ct_assets.defs.assets.analytics import analyst_snapshot_asset
-from ct_assets.defs.assets.backtest import backtest_result, backtest_tables
-from ct_assets.defs.assets.deployment import (
-    model_approval,
-    production_model,
-    rollout_monitor,
+from ct_assets.defs.automation import automation_sensor
+from ct_assets.defs.backtest.assets import backtest_result, backtest_tables
+from ct_assets.defs.data.features import features
+from ct_assets.defs.data.ingest import complaints, labels, raw_events
+from ct_assets.defs.data.landing_sensor import landing_sensor
+from ct_assets.defs.data.quality_checks import DATA_QUALITY_CHECKS
+from ct_assets.defs.decision.schedules import (
+    daily_policy_schedule,
+    decision_sensor,
+    periodic_retrain_schedule,
 )
-from ct_assets.defs.assets.features import features
-from ct_assets.defs.assets.ingest import complaints, labels, raw_events
-from ct_assets.defs.assets.monitoring import (
+from ct_assets.defs.decision.triggers import TRIGGER_SENSORS
+from ct_assets.defs.monitoring.assets import (
     complaint_report,
     concept_drift,
     drift_report,
 )
-from ct_assets.defs.assets.online import online_model
-from ct_assets.defs.assets.training import CANDIDATE_ASSETS, training_decision
-from ct_assets.defs.automation import automation_sensor
-from ct_assets.defs.checks import DATA_QUALITY_CHECKS
-from ct_assets.defs.gate_checks import CANDIDATE_GATES
-from ct_assets.defs.resources import default_resources
-from ct_assets.defs.sensors import (
-    TRIGGER_SENSORS,
-    daily_policy_schedule,
-    decision_sensor,
-    landing_sensor,
-    periodic_retrain_schedule,
-    rollback_sensor,
+from ct_assets.defs.ops.analytics import analyst_snapshot_asset
+from ct_assets.defs.release.gate_checks import CANDIDATE_GATES
+from ct_assets.defs.release.production import (
+    model_approval,
+    production_model,
+    rollout_monitor,
 )
+from ct_assets.defs.release.rollback_sensor import rollback_sensor
+from ct_assets.defs.resources import default_resources
+from ct_assets.defs.training.candidates import CANDIDATE_ASSETS, training_decision
+from ct_assets.defs.training.online import online_model
 
 
 def build_definitions(resources: Mapping[str, object] | None = None) -> dg.Definitions:

@@ -9,15 +9,15 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
-from ct_assets.core.alerts import Notifier, notifier_from_config
-from ct_assets.core.evaluation import GateSettings
-from ct_assets.core.online import OnlineConfig
-from ct_assets.core.policy_config import (
+from ct_assets.core.decision.policy_config import (
     DEFAULT_POLICY_PATH,
     PolicyConfig,
     load_policy_config,
 )
-from ct_assets.core.training import TrainingConfig
+from ct_assets.core.ops.alerts import Notifier, notifier_from_config
+from ct_assets.core.release.evaluation import GateSettings
+from ct_assets.core.training.model import TrainingConfig
+from ct_assets.core.training.online import OnlineConfig
 
 # Every op that opens the DuckDB file runs in this pool (limit 1 in dagster.yaml): DuckDB allows
 # one process per file, so reads and writes from different runs must take turns.

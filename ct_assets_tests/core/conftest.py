@@ -2,7 +2,7 @@
 
 import pytest
 
-from ct_assets.core.policy_config import PolicyConfig, load_policy_config
+from ct_assets.core.decision.policy_config import PolicyConfig, load_policy_config
 
 
 @pytest.fixture()

@@ -14,7 +14,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from ct_assets.core.alerts import (
+from ct_assets.core.ops.alerts import (
     FileNotifier,
     LogNotifier,
     WebhookNotifier,
@@ -74,7 +74,7 @@ def all_row_text(con: duckdb.DuckDBPyConnection) -> str:
 
 def test_log_notifier_logs_at_the_alert_severity(con: duckdb.DuckDBPyConnection,
                                                  caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="ct_assets.core.alerts"):
+    with caplog.at_level(logging.WARNING, logger="ct_assets.core.ops.alerts"):
         alert = raise_alert(con, "gate_failed", "error", "m-0123456789ab", "holdout gate failed: AUC -0.03",
                             {"gate": "holdout", "improvement": -0.03}, LogNotifier())
     assert alert.delivered is True and alert.delivery_error is None and alert.notifier == "log"

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ct_assets.core import schema
-from ct_assets.core.artifacts import (
+from ct_assets.core.data import schema
+from ct_assets.core.training.artifacts import (
     MANIFEST_FILE,
     WEIGHTS_FILE,
     load_model,
@@ -16,7 +16,7 @@ from ct_assets.core.artifacts import (
     save_model,
     weights_sha256,
 )
-from ct_assets.core.training import (
+from ct_assets.core.training.model import (
     TrainedModel,
     TrainingConfig,
     predict_proba,

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ct_assets.core import policy as live_policy
 from ct_assets.core.backtest import strategies as backtest_strategies
 from ct_assets.core.backtest.engine import BacktestConfig, BacktestResult, run_backtest
 from ct_assets.core.backtest.strategies import (
@@ -24,10 +23,11 @@ from ct_assets.core.backtest.targets import (
     stable_batches,
     time_to_recover,
 )
-from ct_assets.core.online import OnlineConfig
-from ct_assets.core.policy import decide
-from ct_assets.core.policy_config import load_policy_config
-from ct_assets.core.training import TrainingConfig, estimate_compute_cost
+from ct_assets.core.decision import policy as live_policy
+from ct_assets.core.decision.policy import decide
+from ct_assets.core.decision.policy_config import load_policy_config
+from ct_assets.core.training.model import TrainingConfig, estimate_compute_cost
+from ct_assets.core.training.online import OnlineConfig
 
 TINY = TrainingConfig(hidden_sizes=(8,), epochs=3, batch_size=128, device="cpu", fine_tune_max_steps=10)
 N_BATCHES, CHANGE = 9, 5

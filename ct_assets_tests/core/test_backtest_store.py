@@ -17,7 +17,7 @@ from ct_assets.core.backtest.store import (
 )
 from ct_assets.core.backtest.strategies import AlwaysFineTune, AlwaysRetrain, Never
 from ct_assets.core.backtest.stream import Stream, StreamSpec
-from ct_assets.core.training import TrainingConfig
+from ct_assets.core.training.model import TrainingConfig
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -10,13 +10,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
-from ct_assets.core import schema
 from ct_assets.core.backtest.adapter import stream_from_file, stream_from_table
-from ct_assets.core.backtest.simulator_stream import (
-    MIXED_TIMELINE,
-    simulator_stream,
-    timeline_change_points,
-)
 from ct_assets.core.backtest.stream import LABEL_COLUMN, Stream
 from ct_assets.core.backtest.synthetic import (
     SYNTHETIC_STREAMS,
@@ -25,9 +19,15 @@ from ct_assets.core.backtest.synthetic import (
     sea_stream,
     stagger_stream,
 )
-from ct_assets.core.candidates import MODEL_INPUTS
-from ct_assets.core.features import features_from_events
-from ct_assets.core.simulator import SimulatorConfig, generate_day, parse_timeline
+from ct_assets.core.data import schema
+from ct_assets.core.data.features import features_from_events
+from ct_assets.core.training.candidates import MODEL_INPUTS
+from ct_assets.simulation.backtest_stream import (
+    MIXED_TIMELINE,
+    simulator_stream,
+    timeline_change_points,
+)
+from ct_assets.simulation.simulator import SimulatorConfig, generate_day, parse_timeline
 
 SMALL = {"n_batches": 12, "batch_size": 400, "change_points": (6,)}
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ct_assets.core.complaints import ComplaintConfig, evaluate_complaint_rate
+from ct_assets.core.monitoring.complaints import ComplaintConfig, evaluate_complaint_rate
 
 RATE = 0.004  # complaints per order on a normal day
 

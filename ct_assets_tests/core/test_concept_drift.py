@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ct_assets.core.concept_drift import ConceptDriftConfig, detect_concept_drift
-from ct_assets.core.drift import DriftConfig, build_drift_report
+from ct_assets.core.monitoring.concept_drift import ConceptDriftConfig, detect_concept_drift
+from ct_assets.core.monitoring.drift.report import DriftConfig, build_drift_report
 
 FEATURES = ("x0", "x1", "x2")
 

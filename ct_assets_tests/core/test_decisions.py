@@ -10,8 +10,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ct_assets.core import decisions
-from ct_assets.core.decisions import (
+from ct_assets.core.decision import records as decisions
+from ct_assets.core.decision.evidence import evidence_to_dict, gather_evidence
+from ct_assets.core.decision.policy import Evidence, decide
+from ct_assets.core.decision.policy_config import PolicyConfig
+from ct_assets.core.decision.records import (
     decision_id_for,
     ensure_decision_tables,
     get_decision,
@@ -19,9 +22,6 @@ from ct_assets.core.decisions import (
     record_decision,
     set_decision_outcome,
 )
-from ct_assets.core.evidence import evidence_to_dict, gather_evidence
-from ct_assets.core.policy import Evidence, decide
-from ct_assets.core.policy_config import PolicyConfig
 
 LOCAL_SHIFT = Evidence(
     drift_scope="local", drift_severity_score=0.45, drift_severity_level="medium",

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ct_assets.core import schema
-from ct_assets.core.drift import DriftConfig, build_drift_report
-from ct_assets.core.drift_plot import write_drift_plot
-from ct_assets.core.drift_stats import (
+from ct_assets.core.data import schema
+from ct_assets.core.monitoring.drift.plot import write_drift_plot
+from ct_assets.core.monitoring.drift.report import DriftConfig, build_drift_report
+from ct_assets.core.monitoring.drift.stats import (
     Grouping,
     adjust_p_values,
     chi_squared_two_sample,

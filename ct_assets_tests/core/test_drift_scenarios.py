@@ -30,16 +30,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ct_assets.core import schema
-from ct_assets.core.complaints import (
+from ct_assets.core.data import schema
+from ct_assets.core.data.features import features_from_events
+from ct_assets.core.monitoring.complaints import (
     ComplaintConfig,
     ComplaintTestResult,
     evaluate_complaint_rate,
 )
-from ct_assets.core.concept_drift import ConceptDriftResult, detect_concept_drift
-from ct_assets.core.drift import DriftConfig, DriftReport, build_drift_report
-from ct_assets.core.features import features_from_events
-from ct_assets.core.simulator import (
+from ct_assets.core.monitoring.concept_drift import ConceptDriftResult, detect_concept_drift
+from ct_assets.core.monitoring.drift.report import DriftConfig, DriftReport, build_drift_report
+from ct_assets.simulation.simulator import (
     DayBatch,
     SimulatorConfig,
     base_regime_probability,

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ct_assets.core import schema
-from ct_assets.core.complaints import evaluate_complaint_rate
-from ct_assets.core.concept_drift import detect_concept_drift
-from ct_assets.core.drift import DriftConfig, DriftReport, build_drift_report
-from ct_assets.core.drift_store import (
+from ct_assets.core.data import schema
+from ct_assets.core.monitoring.complaints import evaluate_complaint_rate
+from ct_assets.core.monitoring.concept_drift import detect_concept_drift
+from ct_assets.core.monitoring.drift.report import DriftConfig, DriftReport, build_drift_report
+from ct_assets.core.monitoring.store import (
     DRIFT_TABLES,
     drift_report_id,
     ensure_drift_tables,

@@ -13,18 +13,18 @@ from typing import Any
 import duckdb
 import pytest
 
-from ct_assets.core import schema
-from ct_assets.core.drift_store import ensure_drift_tables
-from ct_assets.core.evidence import evidence_notes, evidence_to_dict, gather_evidence
-from ct_assets.core.ingest import ensure_ingest_tables
-from ct_assets.core.policy import Evidence, decide
-from ct_assets.core.policy_config import (
+from ct_assets.core.data import schema
+from ct_assets.core.data.ingest import ensure_ingest_tables
+from ct_assets.core.decision.evidence import evidence_notes, evidence_to_dict, gather_evidence
+from ct_assets.core.decision.policy import Evidence, decide
+from ct_assets.core.decision.policy_config import (
     DEFAULT_POLICY_PATH,
     PolicyConfig,
     load_policy_config,
     parse_policy_config,
 )
-from ct_assets.core.registry import (
+from ct_assets.core.monitoring.store import ensure_drift_tables
+from ct_assets.core.release.registry import (
     ModelRecord,
     ensure_registry_tables,
     promote,
@@ -305,8 +305,8 @@ def test_read_only_connection_and_input_errors(tmp_path: Path, config: PolicyCon
 
 
 def test_label_evidence_on_simulated_and_ingested_days(tmp_path: Path, config: PolicyConfig) -> None:
-    from ct_assets.core.ingest import ingest_events, ingest_labels
-    from ct_assets.core.simulator import SimulatorConfig, write_history
+    from ct_assets.core.data.ingest import ingest_events, ingest_labels
+    from ct_assets.simulation.simulator import SimulatorConfig, write_history
 
     simulator = SimulatorConfig(rows_per_day=300, label_delay_days=1, label_coverage=0.8)
     landing, quarantine = tmp_path / "landing", tmp_path / "quarantine"

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ct_assets.core import schema
-from ct_assets.core.gates import (
+from ct_assets.core.data import schema
+from ct_assets.core.release.gates import (
     calibration_gate,
     expected_calibration_error,
     fairness_gate,
@@ -201,8 +201,8 @@ def test_calibration_gate_passes_equal_and_fails_overconfident(scored: dict[str,
 
 
 def test_selection_bias_gate_warns_on_the_feedback_loop_scenario():
-    from ct_assets.core.gates import selection_bias_gate
-    from ct_assets.core.simulator import (
+    from ct_assets.core.release.gates import selection_bias_gate
+    from ct_assets.simulation.simulator import (
         SimulatorConfig,
         base_regime_probability,
         generate_day,
@@ -220,14 +220,14 @@ def test_selection_bias_gate_warns_on_the_feedback_loop_scenario():
 
 
 def test_selection_bias_gate_without_production_or_blocked_rows_passes():
-    from ct_assets.core.gates import selection_bias_gate
+    from ct_assets.core.release.gates import selection_bias_gate
 
     assert selection_bias_gate([True, False], None).passed
     assert "too few" in selection_bias_gate([True] * 100, [0.1] * 100).reason
 
 
 def test_non_regression_gate_allows_a_tolerance_and_fails_beyond_it():
-    from ct_assets.core.gates import non_regression_gate
+    from ct_assets.core.release.gates import non_regression_gate
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 2000)

@@ -4,9 +4,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from ct_assets.core import schema
-from ct_assets.core.features import build_features, load_features
-from ct_assets.core.ingest import (
+from ct_assets.core.data import schema
+from ct_assets.core.data.features import build_features, load_features
+from ct_assets.core.data.ingest import (
     ingest_complaints,
     ingest_events,
     ingest_labels,

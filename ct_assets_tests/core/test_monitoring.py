@@ -3,20 +3,20 @@ from datetime import date
 import duckdb
 import pytest
 
-from ct_assets.core.artifacts import save_model
-from ct_assets.core.candidates import MODEL_INPUTS
-from ct_assets.core.drift import DriftConfig
-from ct_assets.core.features import build_features, load_features
-from ct_assets.core.ingest import ingest_events, ingest_labels
-from ct_assets.core.monitoring import current_reference, monitor_day
-from ct_assets.core.registry import (
+from ct_assets.core.data.features import build_features, load_features
+from ct_assets.core.data.ingest import ingest_events, ingest_labels
+from ct_assets.core.monitoring.drift.report import DriftConfig
+from ct_assets.core.monitoring.reference import current_reference, monitor_day
+from ct_assets.core.release.registry import (
     ModelRecord,
     ensure_registry_tables,
     promote,
     register_candidate,
 )
-from ct_assets.core.simulator import SimulatorConfig, parse_timeline, write_history
-from ct_assets.core.training import TrainingConfig, train_from_scratch
+from ct_assets.core.training.artifacts import save_model
+from ct_assets.core.training.candidates import MODEL_INPUTS
+from ct_assets.core.training.model import TrainingConfig, train_from_scratch
+from ct_assets.simulation.simulator import SimulatorConfig, parse_timeline, write_history
 
 DAYS = [f"2025-01-0{i}" for i in range(1, 7)]
 

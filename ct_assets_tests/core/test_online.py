@@ -9,21 +9,12 @@ import duckdb
 import numpy as np
 import pytest
 
-from ct_assets.core import schema
-from ct_assets.core.alerts import FileNotifier
-from ct_assets.core.artifacts import load_model, save_model
-from ct_assets.core.candidates import MODEL_INPUTS
-from ct_assets.core.evaluation import GateSettings
-from ct_assets.core.features import build_features, load_features
-from ct_assets.core.ingest import ingest_events, ingest_labels
-from ct_assets.core.online import (
-    OnlineConfig,
-    apply_online_update,
-    chain_anchor,
-    newly_labelled_features,
-    online_update,
-)
-from ct_assets.core.registry import (
+from ct_assets.core.data import schema
+from ct_assets.core.data.features import build_features, load_features
+from ct_assets.core.data.ingest import ingest_events, ingest_labels
+from ct_assets.core.ops.alerts import FileNotifier
+from ct_assets.core.release.evaluation import GateSettings
+from ct_assets.core.release.registry import (
     ModelRecord,
     ensure_registry_tables,
     get_model,
@@ -32,8 +23,17 @@ from ct_assets.core.registry import (
     promote,
     register_candidate,
 )
-from ct_assets.core.simulator import SimulatorConfig, parse_timeline, write_history
-from ct_assets.core.training import TrainingConfig, train_from_scratch
+from ct_assets.core.training.artifacts import load_model, save_model
+from ct_assets.core.training.candidates import MODEL_INPUTS
+from ct_assets.core.training.model import TrainingConfig, train_from_scratch
+from ct_assets.core.training.online import (
+    OnlineConfig,
+    apply_online_update,
+    chain_anchor,
+    newly_labelled_features,
+    online_update,
+)
+from ct_assets.simulation.simulator import SimulatorConfig, parse_timeline, write_history
 
 DAYS = [f"2025-01-{i:02d}" for i in range(1, 9)]
 TRAINING = TrainingConfig(hidden_sizes=(16,), epochs=2, seed=3)

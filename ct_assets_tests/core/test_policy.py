@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from ct_assets.core import policy
-from ct_assets.core.policy import Evidence, compute_budget_left, decide
-from ct_assets.core.policy_config import (
+from ct_assets.core.decision import policy
+from ct_assets.core.decision.policy import Evidence, compute_budget_left, decide
+from ct_assets.core.decision.policy_config import (
     DEFAULT_POLICY_PATH,
     PolicyConfig,
     parse_policy_config,

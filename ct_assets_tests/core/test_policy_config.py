@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from ct_assets.core import policy_config
-from ct_assets.core.policy_config import (
+from ct_assets.core.decision import policy_config
+from ct_assets.core.decision.policy_config import (
     DEFAULT_POLICY_PATH,
     PolicyConfig,
     load_policy_config,

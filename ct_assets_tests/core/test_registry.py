@@ -9,8 +9,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ct_assets.core.gates import GateResult
-from ct_assets.core.registry import (
+from ct_assets.core.release.gates import GateResult
+from ct_assets.core.release.registry import (
     ModelRecord,
     ensure_registry_tables,
     get_model,

@@ -11,16 +11,17 @@ import duckdb
 import numpy as np
 import pytest
 
-from ct_assets.core import rollout
-from ct_assets.core.registry import (
+from ct_assets.core.data.splits import holdout_mask
+from ct_assets.core.release import rollout
+from ct_assets.core.release.registry import (
     ModelRecord,
     ensure_registry_tables,
     get_production,
     promote,
     register_candidate,
 )
-from ct_assets.core.registry import rollback as registry_rollback
-from ct_assets.core.rollout import (
+from ct_assets.core.release.registry import rollback as registry_rollback
+from ct_assets.core.release.rollout import (
     LiveComparison,
     RolloutPlan,
     active_rollout,
@@ -32,7 +33,6 @@ from ct_assets.core.rollout import (
     start_rollout,
     traffic_split,
 )
-from ct_assets.core.splits import holdout_mask
 
 D0 = dt.date(2024, 5, 1)
 

@@ -1,19 +1,19 @@
 import duckdb
 import numpy as np
 
-from ct_assets.core.artifacts import save_model
-from ct_assets.core.candidates import MODEL_INPUTS
-from ct_assets.core.features import features_from_events
-from ct_assets.core.registry import (
+from ct_assets.core.data.features import features_from_events
+from ct_assets.core.release.registry import (
     ModelRecord,
     ensure_registry_tables,
     promote,
     register_candidate,
 )
-from ct_assets.core.rollout import RolloutPlan, start_rollout, traffic_split
-from ct_assets.core.serving import serving_fn_from_snapshot
-from ct_assets.core.simulator import SimulatorConfig, generate_day
-from ct_assets.core.training import TrainingConfig, predict_proba, train_from_scratch
+from ct_assets.core.release.rollout import RolloutPlan, start_rollout, traffic_split
+from ct_assets.core.training.artifacts import save_model
+from ct_assets.core.training.candidates import MODEL_INPUTS
+from ct_assets.core.training.model import TrainingConfig, predict_proba, train_from_scratch
+from ct_assets.simulation.serving import serving_fn_from_snapshot
+from ct_assets.simulation.simulator import SimulatorConfig, generate_day
 
 
 def _model(seed, batch):

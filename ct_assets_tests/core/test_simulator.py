@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
-from ct_assets.core import schema
-from ct_assets.core.simulator import (
+from ct_assets.core.data import schema
+from ct_assets.simulation.simulator import (
     SCENARIOS,
     DayBatch,
     ScenarioEvent,

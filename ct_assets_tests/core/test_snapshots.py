@@ -4,7 +4,7 @@ import sys
 import duckdb
 import pytest
 
-from ct_assets.core.snapshots import SNAPSHOT_NAME, publish_snapshot
+from ct_assets.core.ops.snapshots import SNAPSHOT_NAME, publish_snapshot
 
 READER = """
 import sys, duckdb

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ct_assets.core.splits import holdout_mask
+from ct_assets.core.data.splits import holdout_mask
 
 
 def test_same_ids_get_the_same_assignment_in_any_order_and_batch() -> None:

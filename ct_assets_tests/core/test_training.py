@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ct_assets.core import schema
-from ct_assets.core.artifacts import weights_sha256
-from ct_assets.core.training import (
+from ct_assets.core.data import schema
+from ct_assets.core.training.artifacts import weights_sha256
+from ct_assets.core.training.model import (
     Preprocessor,
     TrainedModel,
     TrainingConfig,

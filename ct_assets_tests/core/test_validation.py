@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ct_assets.core.validation import (
+from ct_assets.core.data.validation import (
     UnusableFile,
     validate_complaints,
     validate_events,

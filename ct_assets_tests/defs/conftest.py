@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ct_assets.core.policy_config import DEFAULT_POLICY_PATH
+from ct_assets.core.decision.policy_config import DEFAULT_POLICY_PATH
 from ct_assets.defs.build import build_definitions
 from ct_assets.defs.resources import CTSettings, CTStorage, Warehouse
 

@@ -4,23 +4,19 @@ from pathlib import Path
 
 import dagster as dg
 
-from ct_assets.core.simulator import SimulatorConfig, write_day
-from ct_assets.defs.assets.deployment import production_model
-from ct_assets.defs.assets.features import features
-from ct_assets.defs.assets.ingest import labels
-from ct_assets.defs.assets.online import online_model
-from ct_assets.defs.assets.training import CANDIDATE_ASSETS, training_decision
 from ct_assets.defs.build import build_definitions
-from ct_assets.defs.checks import DATA_QUALITY_CHECKS
-from ct_assets.defs.gate_checks import CANDIDATE_GATES
-from ct_assets.defs.sensors import (
-    DAY_ASSETS,
-    TRIGGER_SENSORS,
-    daily_policy_schedule,
-    decision_sensor,
-    landing_sensor,
-    rollback_sensor,
-)
+from ct_assets.defs.data.features import features
+from ct_assets.defs.data.ingest import labels
+from ct_assets.defs.data.landing_sensor import DAY_ASSETS, landing_sensor
+from ct_assets.defs.data.quality_checks import DATA_QUALITY_CHECKS
+from ct_assets.defs.decision.schedules import daily_policy_schedule, decision_sensor
+from ct_assets.defs.decision.triggers import TRIGGER_SENSORS
+from ct_assets.defs.release.gate_checks import CANDIDATE_GATES
+from ct_assets.defs.release.production import production_model
+from ct_assets.defs.release.rollback_sensor import rollback_sensor
+from ct_assets.defs.training.candidates import CANDIDATE_ASSETS, training_decision
+from ct_assets.defs.training.online import online_model
+from ct_assets.simulation.simulator import SimulatorConfig, write_day
 
 # Everything a day's run may touch: its selection comes from the landing sensor's request.
 DAY_RUN_ASSETS = [*DAY_ASSETS, online_model, production_model, *DATA_QUALITY_CHECKS]

@@ -4,7 +4,7 @@ import dagster as dg
 import duckdb
 
 from ct_assets.cli import main
-from ct_assets.defs.assets.backtest import backtest_result, backtest_tables
+from ct_assets.defs.backtest.assets import backtest_result, backtest_tables
 from ct_assets.defs.build import build_definitions
 
 

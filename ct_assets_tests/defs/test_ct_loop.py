@@ -5,9 +5,9 @@ import json
 import dagster as dg
 import duckdb
 
-from ct_assets.core.simulator import SimulatorConfig, parse_timeline
-from ct_assets.defs.assets.deployment import model_approval
+from ct_assets.defs.release.production import model_approval
 from ct_assets.defs.resources import CTSettings
+from ct_assets.simulation.simulator import SimulatorConfig, parse_timeline
 from ct_assets_tests.defs.pipeline import Pipeline
 
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from ct_assets.core.simulator import SimulatorConfig, parse_timeline
 from ct_assets.defs.build import build_definitions
+from ct_assets.simulation.simulator import SimulatorConfig, parse_timeline
 from ct_assets_tests.defs.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parents[2]

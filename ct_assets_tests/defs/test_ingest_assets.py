@@ -1,12 +1,12 @@
 import dagster as dg
 import duckdb
 
-from ct_assets.core import schema
-from ct_assets.defs.assets.features import features
-from ct_assets.defs.assets.ingest import complaints, labels, raw_events
-from ct_assets.defs.assets.monitoring import drift_report
-from ct_assets.defs.checks import DATA_QUALITY_CHECKS
-from ct_assets.defs.sensors import landing_sensor
+from ct_assets.core.data import schema
+from ct_assets.defs.data.features import features
+from ct_assets.defs.data.ingest import complaints, labels, raw_events
+from ct_assets.defs.data.landing_sensor import landing_sensor
+from ct_assets.defs.data.quality_checks import DATA_QUALITY_CHECKS
+from ct_assets.defs.monitoring.assets import drift_report
 from ct_assets_tests.builders import events_frame, labels_frame, write_parquet
 
 DAYS = ["2025-01-01", "2025-01-02", "2025-01-03"]

@@ -2,7 +2,8 @@
 
 import dagster as dg
 
-from ct_assets.defs.sensors import TRAINING_RUN_TAG, decision_sensor, rollback_sensor
+from ct_assets.defs.decision.schedules import TRAINING_RUN_TAG, decision_sensor
+from ct_assets.defs.release.rollback_sensor import rollback_sensor
 
 
 def decide(instance, day, action, decision_id, rules=("drift_scope",)):
@@ -80,8 +81,14 @@ def test_rollback_sensor_acts_only_on_rollback_verdicts(instance):
 def test_a_stale_rollback_verdict_never_rolls_back_a_newer_model(instance, resources, data_dir):
     import duckdb
 
-    from ct_assets.core.registry import ModelRecord, ensure_registry_tables, get_production, promote, register_candidate
-    from ct_assets.defs.assets.deployment import production_model
+    from ct_assets.core.release.registry import (
+        ModelRecord,
+        ensure_registry_tables,
+        get_production,
+        promote,
+        register_candidate,
+    )
+    from ct_assets.defs.release.production import production_model
 
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
         ensure_registry_tables(con)

@@ -7,18 +7,21 @@ import pytest
 from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
 
 from ct_assets.defs.build import build_definitions
-from ct_assets.defs.sensors import (
-    DECISION_DAY_TAG,
+from ct_assets.defs.decision.schedules import (
+    K8S_CONFIG_ENV,
     TRAINING_RUN_TAG,
     daily_policy_schedule,
     decision_sensor,
+    periodic_retrain_schedule,
+    training_run_tags,
+)
+from ct_assets.defs.decision.triggers import (
+    DECISION_DAY_TAG,
     drift_sensor,
     freshness_sensor,
     label_sensor,
     performance_sensor,
-    periodic_retrain_schedule,
 )
-from ct_assets.defs.sensors.decisions import K8S_CONFIG_ENV, training_run_tags
 
 DAY = "2025-02-10"
 

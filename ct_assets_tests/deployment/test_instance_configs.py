@@ -42,7 +42,7 @@ def test_postgres_and_helm_configs_keep_the_limits_of_dagster_yaml() -> None:
 
 
 def test_the_training_run_tag_limited_here_is_the_one_decision_sensor_sets() -> None:
-    from ct_assets.defs.sensors import TRAINING_RUN_TAG
+    from ct_assets.defs.decision.schedules import TRAINING_RUN_TAG
 
     limits = _load("dagster.postgres.yaml")["concurrency"]["runs"]["tag_concurrency_limits"]
     assert {limit["key"] for limit in limits} == {TRAINING_RUN_TAG}

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ct_assets.core import schema
-from ct_assets.core.training import TrainedModel, TrainingConfig, train_from_scratch
+from ct_assets.core.data import schema
+from ct_assets.core.training.model import TrainedModel, TrainingConfig, train_from_scratch
 
 
 def model_inputs(n_rows: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:

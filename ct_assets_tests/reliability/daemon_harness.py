@@ -31,7 +31,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from ct_assets.core.doctor import DoctorReport, check_invariants
+from ct_assets.core.ops.doctor import DoctorReport, check_invariants
 from ct_assets_tests.reliability.snapshot_readers import ReaderStats, SnapshotReaders
 
 ROOT = Path(__file__).resolve().parents[2]

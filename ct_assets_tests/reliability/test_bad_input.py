@@ -21,9 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from ct_assets import cli
-from ct_assets.core import ingest, schema
-from ct_assets.core.artifacts import MANIFEST_FILE, WEIGHTS_FILE, load_model, save_model
-from ct_assets.core.ingest import (
+from ct_assets.core.data import ingest, schema
+from ct_assets.core.data.ingest import (
     ingest_complaints,
     ingest_events,
     ingest_labels,
@@ -31,13 +30,14 @@ from ct_assets.core.ingest import (
     list_landed_days,
     scan_landing,
 )
-from ct_assets.core.policy_config import DEFAULT_POLICY_PATH, load_policy_config
-from ct_assets.core.registry import (
+from ct_assets.core.decision.policy_config import DEFAULT_POLICY_PATH, load_policy_config
+from ct_assets.core.release.registry import (
     ModelRecord,
     ensure_registry_tables,
     promote,
     register_candidate,
 )
+from ct_assets.core.training.artifacts import MANIFEST_FILE, WEIGHTS_FILE, load_model, save_model
 from ct_assets_tests.builders import events_frame, labels_frame, write_parquet
 
 DAY0, DAY1 = "2025-01-01", "2025-01-02"

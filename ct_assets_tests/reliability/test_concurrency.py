@@ -42,15 +42,10 @@ from dagster._daemon.sensor import (
     fetch_existing_runs,
 )
 
-from ct_assets.core.snapshots import publish_snapshot
+from ct_assets.core.ops.snapshots import publish_snapshot
+from ct_assets.defs.decision.schedules import daily_policy_schedule, decision_sensor
+from ct_assets.defs.decision.triggers import DECISION_DAY_TAG, drift_sensor, freshness_sensor
 from ct_assets.defs.resources import CTSettings
-from ct_assets.defs.sensors import (
-    DECISION_DAY_TAG,
-    daily_policy_schedule,
-    decision_sensor,
-    drift_sensor,
-    freshness_sensor,
-)
 from ct_assets_tests.reliability.daemon_harness import (
     ROOT,
     run_analysts_scenario,

@@ -25,27 +25,28 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ct_assets.core import faults, schema
-from ct_assets.core.artifacts import load_model, save_model, weights_sha256
-from ct_assets.core.candidates import CandidateRequest, build_candidate
-from ct_assets.core.decisions import list_decisions, record_decision
-from ct_assets.core.doctor import (
+from ct_assets.core.data import schema
+from ct_assets.core.data.features import build_features
+from ct_assets.core.data.ingest import ingest_complaints, ingest_events, ingest_labels
+from ct_assets.core.decision.policy import Evidence, decide
+from ct_assets.core.decision.policy_config import load_policy_config
+from ct_assets.core.decision.records import list_decisions, record_decision
+from ct_assets.core.ops import faults
+from ct_assets.core.ops.doctor import (
     check_invariants,
     find_temp_leftovers,
     remove_temp_leftovers,
 )
-from ct_assets.core.features import build_features
-from ct_assets.core.ingest import ingest_complaints, ingest_events, ingest_labels
-from ct_assets.core.policy import Evidence, decide
-from ct_assets.core.policy_config import load_policy_config
-from ct_assets.core.registry import (
+from ct_assets.core.ops.snapshots import SNAPSHOT_NAME, publish_snapshot
+from ct_assets.core.release.registry import (
     get_production,
     list_deployments,
     list_models,
     promote,
 )
-from ct_assets.core.snapshots import SNAPSHOT_NAME, publish_snapshot
-from ct_assets.core.training import TrainingConfig
+from ct_assets.core.training.artifacts import load_model, save_model, weights_sha256
+from ct_assets.core.training.candidates import CandidateRequest, build_candidate
+from ct_assets.core.training.model import TrainingConfig
 from ct_assets_tests.builders import events_frame, labels_frame, write_parquet
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,30 +70,30 @@ PRELUDE = "import sys, duckdb\nfrom pathlib import Path\ndata = Path(sys.argv[1]
           "con = duckdb.connect(str(data / 'warehouse.duckdb'))\n"
 OPERATIONS: dict[str, str] = {
     faults.INGEST_BEFORE_COMMIT: PRELUDE + (
-        "from ct_assets.core.ingest import ingest_events\n"
+        "from ct_assets.core.data.ingest import ingest_events\n"
         "ingest_events(con, data / 'landing', data / 'quarantine', sys.argv[2])\n"),
     faults.CANDIDATE_TRAINED: PRELUDE + (
         "from datetime import date\n"
-        "from ct_assets.core.candidates import CandidateRequest, build_candidate\n"
-        "from ct_assets.core.training import TrainingConfig\n"
+        "from ct_assets.core.training.candidates import CandidateRequest, build_candidate\n"
+        "from ct_assets.core.training.model import TrainingConfig\n"
         "request = CandidateRequest('fine_tune', date(2025, 1, 3), 1, 'manual', 'crash test', 50)\n"
         f"build_candidate(con, data / 'models', request, {TRAINING!r})\n"),
     faults.ARTIFACT_WEIGHTS_WRITTEN: PRELUDE + (
         "from dataclasses import replace\n"
-        "from ct_assets.core.artifacts import load_model, save_model\n"
+        "from ct_assets.core.training.artifacts import load_model, save_model\n"
         "base = load_model(data / 'models', sys.argv[2])\n"
         "nudged = replace(base, weights={k: v + 0.001 for k, v in base.weights.items()})\n"
         "save_model(data / 'models', nudged, {'code_version': 'crash-test'})\n"),
     faults.PROMOTE_INSIDE_SWAP: PRELUDE + (
-        "from ct_assets.core.registry import promote\n"
+        "from ct_assets.core.release.registry import promote\n"
         "promote(con, sys.argv[2], actor='crash-test', reason='interrupted promotion')\n"),
     faults.SNAPSHOT_BEFORE_RENAME: PRELUDE + (
-        "from ct_assets.core.snapshots import publish_snapshot\n"
+        "from ct_assets.core.ops.snapshots import publish_snapshot\n"
         f"publish_snapshot(con, data / 'snapshots', {TABLES!r})\n"),
     faults.DECISION_WRITTEN: PRELUDE + (
-        "from ct_assets.core.decisions import record_decision\n"
-        "from ct_assets.core.policy import Evidence, decide\n"
-        "from ct_assets.core.policy_config import load_policy_config\n"
+        "from ct_assets.core.decision.records import record_decision\n"
+        "from ct_assets.core.decision.policy import Evidence, decide\n"
+        "from ct_assets.core.decision.policy_config import load_policy_config\n"
         f"evidence = Evidence(**{EVIDENCE_FIELDS!r})\n"
         "record_decision(con, sys.argv[2], decide(evidence, load_policy_config()), evidence)\n"),
 }

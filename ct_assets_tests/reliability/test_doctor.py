@@ -15,28 +15,28 @@ import pandas as pd
 import pytest
 
 from ct_assets import cli
-from ct_assets.core import schema
-from ct_assets.core.artifacts import WEIGHTS_FILE, save_model
-from ct_assets.core.decisions import record_decision, set_decision_outcome
-from ct_assets.core.doctor import (
+from ct_assets.core.data import schema
+from ct_assets.core.data.ingest import ingest_complaints, ingest_events, ingest_labels
+from ct_assets.core.decision.policy import Evidence, decide
+from ct_assets.core.decision.policy_config import load_policy_config
+from ct_assets.core.decision.records import record_decision, set_decision_outcome
+from ct_assets.core.ops.doctor import (
     check_invariants,
     find_temp_leftovers,
     remove_temp_leftovers,
 )
-from ct_assets.core.gates import GateResult
-from ct_assets.core.ingest import ingest_complaints, ingest_events, ingest_labels
-from ct_assets.core.policy import Evidence, decide
-from ct_assets.core.policy_config import load_policy_config
-from ct_assets.core.registry import (
+from ct_assets.core.ops.snapshots import SNAPSHOT_NAME, publish_snapshot
+from ct_assets.core.release.gates import GateResult
+from ct_assets.core.release.registry import (
     ModelRecord,
     ensure_registry_tables,
     promote,
     record_gate_results,
     register_candidate,
 )
-from ct_assets.core.rollout import RolloutPlan, ensure_rollout_tables, start_rollout
-from ct_assets.core.snapshots import SNAPSHOT_NAME, publish_snapshot
-from ct_assets.core.training import TrainedModel
+from ct_assets.core.release.rollout import RolloutPlan, ensure_rollout_tables, start_rollout
+from ct_assets.core.training.artifacts import WEIGHTS_FILE, save_model
+from ct_assets.core.training.model import TrainedModel
 from ct_assets_tests.builders import events_frame, labels_frame, write_parquet
 
 DAY0, DAY1 = "2025-01-01", "2025-01-02"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ct_assets.core.artifacts import MANIFEST_FILE, WEIGHTS_FILE, load_model, save_model
-from ct_assets.core.training import TrainedModel
+from ct_assets.core.training.artifacts import MANIFEST_FILE, WEIGHTS_FILE, load_model, save_model
+from ct_assets.core.training.model import TrainedModel
 
 PACKAGE = Path(__file__).resolve().parents[2] / "ct_assets"
 # Modules that deserialize arbitrary Python objects (code execution on load).

@@ -17,9 +17,9 @@ or ``monitoring`` (those plus drift_report, concept_drift, complaint_report), ex
 
 import dagster as dg
 
-from ct_assets.defs.assets.features import features
-from ct_assets.defs.assets.ingest import complaints, labels, raw_events
-from ct_assets.defs.assets.monitoring import (
+from ct_assets.defs.data.features import features
+from ct_assets.defs.data.ingest import complaints, labels, raw_events
+from ct_assets.defs.monitoring.assets import (
     complaint_report,
     concept_drift,
     drift_report,

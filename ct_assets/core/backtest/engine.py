@@ -14,7 +14,7 @@ For each strategy, batch by batch from ``warmup_batches`` on:
 The first ``warmup_batches`` train one initial model that every strategy starts from. Every batch is
 split once into training rows and holdout rows (``splits.holdout_mask`` on ``<stream>:<batch>:<row>``):
 no strategy ever trains on holdout rows, and gates judge on them. Compute is the sum of the
-:class:`~ct_assets.core.training.ComputeCost` of every training call a strategy made (the initial
+:class:`~ct_assets.core.training.model.ComputeCost` of every training call a strategy made (the initial
 shared warm-up model excluded, rejected candidates included); the warm-up model's cost is reported
 once as ``warmup_compute`` (it is the same for every strategy, and as the process's first training it
 also carries torch's one-time start-up).
@@ -55,14 +55,23 @@ from ct_assets.core.backtest.strategies import (
 )
 from ct_assets.core.backtest.stream import LABEL_COLUMN, Stream, StreamSpec
 from ct_assets.core.backtest.targets import Recovery, time_to_recover
-from ct_assets.core.concept_drift import (
+from ct_assets.core.data.splits import holdout_mask
+from ct_assets.core.decision.policy import Decision, Evidence
+from ct_assets.core.decision.policy_config import (
+    ACTION_ESCALATE,
+    ACTION_FINE_TUNE,
+    ACTION_NONE,
+    ACTION_RETRAIN,
+    load_policy_config,
+)
+from ct_assets.core.monitoring.concept_drift import (
     ConceptDriftConfig,
     ConceptDriftResult,
     detect_concept_drift,
 )
-from ct_assets.core.drift import DriftConfig, DriftReport, build_drift_report
-from ct_assets.core.evaluation import GateSettings
-from ct_assets.core.gates import (
+from ct_assets.core.monitoring.drift.report import DriftConfig, DriftReport, build_drift_report
+from ct_assets.core.release.evaluation import GateSettings
+from ct_assets.core.release.gates import (
     GateResult,
     calibration_gate,
     fairness_gate,
@@ -71,17 +80,7 @@ from ct_assets.core.gates import (
     non_regression_gate,
     roc_auc,
 )
-from ct_assets.core.online import OnlineConfig, online_update
-from ct_assets.core.policy import Decision, Evidence
-from ct_assets.core.policy_config import (
-    ACTION_ESCALATE,
-    ACTION_FINE_TUNE,
-    ACTION_NONE,
-    ACTION_RETRAIN,
-    load_policy_config,
-)
-from ct_assets.core.splits import holdout_mask
-from ct_assets.core.training import (
+from ct_assets.core.training.model import (
     ComputeCost,
     TrainedModel,
     TrainingConfig,
@@ -89,6 +88,7 @@ from ct_assets.core.training import (
     predict_proba,
     train_from_scratch,
 )
+from ct_assets.core.training.online import OnlineConfig, online_update
 
 METRICS: tuple[str, ...] = ("auc", "accuracy", "log_loss")
 ORACLE = "oracle"

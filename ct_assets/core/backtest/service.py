@@ -13,7 +13,7 @@ from ct_assets.core.backtest.plot import write_backtest_plot
 from ct_assets.core.backtest.store import write_backtest
 from ct_assets.core.backtest.strategies import default_strategies
 from ct_assets.core.backtest.targets import TargetCheck, check_targets
-from ct_assets.core.policy_config import PolicyConfig
+from ct_assets.core.decision.policy_config import PolicyConfig
 
 
 def run_named_backtest(stream_name: str, policy: PolicyConfig, strategies: tuple[str, ...] = (),

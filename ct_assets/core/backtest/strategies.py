@@ -5,9 +5,9 @@ model's history, and the drift/concept evidence it asked for) and returns a :cla
 It never trains or gates anything itself: the engine does, the same way for every strategy, so the
 compute accounting is uniform.
 
-``CTPolicy`` is the live policy: :func:`policy_evidence` fills the live :class:`~ct_assets.core.policy.Evidence`
+``CTPolicy`` is the live policy: :func:`policy_evidence` fills the live :class:`~ct_assets.core.decision.policy.Evidence`
 from the replay state with the meaning ``core/evidence.py`` gives it from the warehouse, and the live
-:func:`~ct_assets.core.policy.decide` chooses. One batch of the stream plays the role of one day.
+:func:`~ct_assets.core.decision.policy.decide` chooses. One batch of the stream plays the role of one day.
 
 Example::
 
@@ -21,17 +21,17 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ct_assets.core.concept_drift import ConceptDriftResult
-from ct_assets.core.drift import DriftReport
-from ct_assets.core.policy import Decision, Evidence, compute_budget_left, decide
-from ct_assets.core.policy_config import (
+from ct_assets.core.decision.policy import Decision, Evidence, compute_budget_left, decide
+from ct_assets.core.decision.policy_config import (
     ACTION_ESCALATE,
     ACTION_FINE_TUNE,
     ACTION_NONE,
     ACTION_RETRAIN,
     PolicyConfig,
 )
-from ct_assets.core.training import ComputeCost
+from ct_assets.core.monitoring.concept_drift import ConceptDriftResult
+from ct_assets.core.monitoring.drift.report import DriftReport
+from ct_assets.core.training.model import ComputeCost
 
 ACTION_ONLINE = "online_update"
 ACTIONS: tuple[str, ...] = (ACTION_NONE, ACTION_FINE_TUNE, ACTION_RETRAIN, ACTION_ESCALATE, ACTION_ONLINE)
@@ -214,7 +214,7 @@ class DriftRetrain:
 
 @dataclass(frozen=True)
 class CTPolicy:
-    """The live decision policy (:func:`ct_assets.core.policy.decide`) on evidence from the replay.
+    """The live decision policy (:func:`ct_assets.core.decision.policy.decide`) on evidence from the replay.
 
     ``recent_window_batches`` is the window whose label coverage says whether labels are
     representative (the live reader's ``recent_window_days``).

@@ -1,0 +1,74 @@
+"""Analyst snapshots: a complete read-only copy of the analyst tables, replaced atomically.
+
+DuckDB allows one writer per file and refuses even read-only opens while a process writes, so
+analysts never open the live database. The pipeline copies the tables into a new file next to
+the snapshot and renames it over ``latest.duckdb``: a reader holding the old file keeps a
+complete old snapshot, a new reader gets the complete new one, nobody sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+
+from ct_assets.core.ops.faults import SNAPSHOT_BEFORE_RENAME, pause_point
+
+SNAPSHOT_NAME = "latest.duckdb"
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    path: Path
+    tables: dict[str, int]  # table -> row count
+    published_at: str
+
+
+def _existing_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    rows = con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database() "
+        "AND table_schema = 'main'").fetchall()
+    return {name for (name,) in rows}
+
+
+def publish_snapshot(con: duckdb.DuckDBPyConnection, snapshot_dir: Path,
+                     tables: tuple[str, ...]) -> SnapshotInfo:
+    """Copy ``tables`` (those that exist) from the live connection into ``<dir>/latest.duckdb``.
+
+    Also records a ``snapshot_info`` table inside the snapshot (table, rows, published_at) so a
+    reader can check it is consistent with itself.
+    """
+    for table in tables:
+        if not table.isidentifier():
+            raise ValueError(f"{table!r} is not a table name")
+    snapshot_dir.mkdir(parents=True, exist_ok=True)
+    published_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    temp_path = snapshot_dir / f".{SNAPSHOT_NAME}.{os.getpid()}.tmp"
+    temp_path.unlink(missing_ok=True)
+    present = [t for t in tables if t in _existing_tables(con)]
+    counts: dict[str, int] = {}
+    con.execute("ATTACH ? AS snapshot_target", [str(temp_path)])
+    try:
+        # One transaction over all copies: the snapshot is a consistent point-in-time view.
+        con.execute("BEGIN TRANSACTION")
+        for table in present:
+            con.execute(f'CREATE TABLE snapshot_target."{table}" AS SELECT * FROM main."{table}"')
+            counts[table] = con.execute(f'SELECT count(*) FROM snapshot_target."{table}"').fetchall()[0][0]
+        con.execute("CREATE TABLE snapshot_target.snapshot_info (table_name VARCHAR, row_count BIGINT, "
+                    "published_at VARCHAR)")
+        for table, count in counts.items():
+            con.execute("INSERT INTO snapshot_target.snapshot_info VALUES (?, ?, ?)", [table, count, published_at])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        con.execute("DETACH snapshot_target")
+        temp_path.unlink(missing_ok=True)
+        raise
+    con.execute("DETACH snapshot_target")
+    final_path = snapshot_dir / SNAPSHOT_NAME
+    pause_point(SNAPSHOT_BEFORE_RENAME)
+    os.replace(temp_path, final_path)
+    return SnapshotInfo(final_path, counts, published_at)

@@ -1,0 +1,468 @@
+"""Quality gates a candidate model must pass before promotion, as pure functions.
+
+Each gate returns a :class:`GateResult` saying whether it passed, how serious a failure is, the
+numbers it looked at, the threshold it applied and, in plain language, why. Metrics are computed
+with numpy (AUC via scipy's ``rankdata``); scipy and fairlearn are imported inside the functions
+(they are slow to import).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Literal, Mapping
+
+import numpy as np
+import pandas as pd
+
+from ct_assets.core.data import schema
+
+Metric = Literal["auc", "log_loss", "accuracy"]
+Severity = Literal["error", "warning"]
+_METRICS: tuple[str, ...] = ("auc", "log_loss", "accuracy")
+_PROBA_EPS = 1e-7
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """Outcome of one gate. ``metrics`` holds the numbers behind the decision."""
+
+    name: str
+    passed: bool
+    severity: Severity
+    metrics: dict[str, Any] = field(default_factory=dict)
+    threshold: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form; non-finite numbers become None."""
+        return _json_safe(asdict(self))
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def _higher_is_better(metric: str) -> bool:
+    return metric != "log_loss"
+
+
+def _check_metric(metric: str) -> None:
+    if metric not in _METRICS:
+        raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
+
+
+def _check_severity(severity: str) -> None:
+    if severity not in ("error", "warning"):
+        raise ValueError(f"severity must be 'error' or 'warning', got {severity!r}")
+
+
+def _binary_labels(y_true: Any) -> np.ndarray:
+    y = np.asarray(y_true, dtype="float64").reshape(-1)
+    if len(y) == 0:
+        raise ValueError("y_true is empty")
+    if np.isnan(y).any() or not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError("y_true must be 0/1 without missing values")
+    return y.astype(np.int64)
+
+
+def _scores(scores: Any, n: int, what: str) -> np.ndarray:
+    s = np.asarray(scores, dtype="float64").reshape(-1)
+    if len(s) != n:
+        raise ValueError(f"{what}: {len(s)} scores for {n} labels")
+    if np.isnan(s).any() or (s < 0).any() or (s > 1).any():
+        raise ValueError(f"{what}: scores must be probabilities in [0, 1] without NaN")
+    return s
+
+
+def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """ROC AUC via the rank-sum (Mann-Whitney) identity, ties averaged; NaN with a single class.
+
+    Same value as ``sklearn.metrics.roc_auc_score`` at about half the cost, which matters inside the
+    bootstrap loop.
+    """
+    from scipy.stats import rankdata
+
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(p)
+    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    clipped = np.clip(p, _PROBA_EPS, 1 - _PROBA_EPS)
+    return float(-np.mean(y * np.log(clipped) + (1 - y) * np.log(1 - clipped)))
+
+
+def _accuracy(y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.mean((p >= 0.5) == (y == 1)))
+
+
+def _metric_fn(metric: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    """metric(y, p) -> value; NaN where undefined (AUC on a single class)."""
+    return {"auc": roc_auc, "log_loss": _log_loss, "accuracy": _accuracy}[metric]
+
+
+def _improvement(candidate: float, production: float, metric: str, relative: bool) -> float:
+    """How much better the candidate is (positive = better), absolute or relative to production."""
+    gain = candidate - production if _higher_is_better(metric) else production - candidate
+    if not relative:
+        return gain
+    return gain / abs(production) if production != 0 else (0.0 if gain == 0 else math.copysign(math.inf, gain))
+
+
+def holdout_gate(
+    y_true: Any,
+    candidate_scores: Any,
+    production_scores: Any | None,
+    metric: Metric = "auc",
+    margin: float = 0.01,
+    relative: bool = True,
+    n_boot: int = 200,
+    seed: int = 0,
+    confidence: float = 0.95,
+    severity: Severity = "error",
+) -> GateResult:
+    """The candidate must beat production by ``margin`` and not by noise.
+
+    Passes only if (a) the improvement (relative to production's value when ``relative``, so 0.01
+    means "1 % better") is at least ``margin`` and (b) the paired bootstrap ``confidence`` interval of
+    the improvement lies entirely above 0. Without a production model it passes (bootstrap).
+
+    Example: ``holdout_gate(y, cand_p, prod_p, metric="auc", margin=0.01).passed``.
+    """
+    _check_metric(metric)
+    _check_severity(severity)
+    if margin < 0 or n_boot < 1 or not 0 < confidence < 1:
+        raise ValueError("need margin >= 0, n_boot >= 1 and 0 < confidence < 1")
+    y = _binary_labels(y_true)
+    cand = _scores(candidate_scores, len(y), "candidate_scores")
+    score = _metric_fn(metric)
+    cand_value = score(y, cand)
+    if metric == "auc" and math.isnan(cand_value):
+        raise ValueError("holdout_gate: AUC needs both classes in y_true")
+    threshold = {"metric": metric, "margin": margin, "relative": relative, "confidence": confidence}
+    if production_scores is None:
+        return GateResult("holdout", True, severity, {f"candidate_{metric}": cand_value, "n": len(y)}, threshold,
+                          f"no production model: candidate ({metric} {cand_value:.4f}) bootstraps production")
+    prod = _scores(production_scores, len(y), "production_scores")
+    prod_value = score(y, prod)
+    observed = _improvement(cand_value, prod_value, metric, relative)
+
+    rng = np.random.default_rng(seed)
+    boot: list[float] = []
+    for _ in range(n_boot):
+        index = rng.integers(0, len(y), len(y))
+        c, p = score(y[index], cand[index]), score(y[index], prod[index])
+        if not (math.isnan(c) or math.isnan(p)):
+            boot.append(_improvement(c, p, metric, relative))
+    if not boot:
+        raise ValueError("holdout_gate: every bootstrap resample had a single class; the holdout is too small")
+    alpha = (1 - confidence) / 2
+    ci_low, ci_high = (float(v) for v in np.quantile(boot, [alpha, 1 - alpha]))
+    metrics = {
+        f"candidate_{metric}": cand_value, f"production_{metric}": prod_value, "improvement": observed,
+        "ci_low": ci_low, "ci_high": ci_high, "n": len(y), "n_boot_used": len(boot),
+    }
+    kind = "relative" if relative else "absolute"
+    summary = (f"candidate {metric} {cand_value:.4f} vs production {prod_value:.4f}: {kind} improvement "
+               f"{observed:+.4f} (required {margin:+.4f}), {confidence:.0%} CI [{ci_low:+.4f}, {ci_high:+.4f}]")
+    if observed < margin:
+        return GateResult("holdout", False, severity, metrics, threshold, f"{summary}; improvement below the margin")
+    if ci_low <= 0:
+        return GateResult("holdout", False, severity, metrics, threshold,
+                          f"{summary}; the confidence interval includes 0, so the gain may be noise")
+    return GateResult("holdout", True, severity, metrics, threshold, f"{summary}; candidate is better")
+
+
+def fairness_gate(
+    y_true: Any,
+    candidate_scores: Any,
+    production_scores: Any | None,
+    groups: Any,
+    metric: Metric = "auc",
+    tolerance: float = 0.02,
+    max_gap_widening: float = 0.02,
+    min_group_size: int = 30,
+    severity: Severity = "error",
+    max_gap: float | None = None,
+) -> GateResult:
+    """No protected group may get worse by more than ``tolerance``; the between-group gap may not widen.
+
+    ``max_gap`` (absolute, metric units) also fails a candidate whose gap between groups exceeds it
+    unless the candidate narrows production's gap by more than ``tolerance``: when one group's
+    relation moved (``group_shift``) and no candidate can serve it as well as the others, a human
+    must decide (new features, a per-group model) instead of automation promoting an unfair model.
+
+    Per-group metrics come from fairlearn's ``MetricFrame`` (absolute metric units). Groups with fewer
+    than ``min_group_size`` rows, or where the metric is undefined (AUC on one class), are reported
+    and skipped. Without a production model it passes and reports the candidate's groups.
+
+    Example: ``fairness_gate(y, cand_p, prod_p, df["protected_group"], tolerance=0.01)``.
+    """
+    from fairlearn.metrics import MetricFrame
+
+    _check_metric(metric)
+    _check_severity(severity)
+    if tolerance < 0 or max_gap_widening < 0 or min_group_size < 1 or (max_gap is not None and max_gap < 0):
+        raise ValueError("need tolerance >= 0, max_gap_widening >= 0, max_gap >= 0 and min_group_size >= 1")
+    y = _binary_labels(y_true)
+    cand = _scores(candidate_scores, len(y), "candidate_scores")
+    group_values = pd.Series(np.asarray(groups, dtype="object").reshape(-1)).astype("string")
+    if len(group_values) != len(y):
+        raise ValueError(f"groups: {len(group_values)} values for {len(y)} labels")
+    if group_values.isna().any():
+        raise ValueError("groups contain missing values")
+    score = _metric_fn(metric)
+    sizes = group_values.value_counts()
+    small = sorted(str(g) for g in sizes[sizes < min_group_size].index)
+
+    def by_group(scores: np.ndarray) -> dict[str, float]:
+        frame = MetricFrame(metrics=score, y_true=y, y_pred=scores, sensitive_features=group_values.to_numpy())
+        return {str(g): float(v) for g, v in frame.by_group.items() if str(g) not in small}
+
+    cand_groups = by_group(cand)
+    threshold = {"metric": metric, "tolerance": tolerance, "max_gap_widening": max_gap_widening,
+                 "max_gap": max_gap, "min_group_size": min_group_size}
+    if production_scores is None:
+        skipped = sorted(small + [g for g, v in cand_groups.items() if math.isnan(v)])
+        return GateResult("fairness", True, severity, {"candidate_by_group": cand_groups, "skipped_groups": skipped},
+                          threshold, "no production model to compare against")
+    prod = _scores(production_scores, len(y), "production_scores")
+    prod_groups = by_group(prod)
+    compared = sorted(g for g in cand_groups if not (math.isnan(cand_groups[g]) or math.isnan(prod_groups[g])))
+    skipped = sorted(small + [g for g in cand_groups if g not in compared])
+    note = f" (skipped groups: {', '.join(skipped)})" if skipped else ""
+    if not compared:
+        raise ValueError(f"fairness_gate: no group has enough rows with both classes to compare{note}")
+
+    sign = 1.0 if _higher_is_better(metric) else -1.0
+    regression = {g: sign * (prod_groups[g] - cand_groups[g]) for g in compared}
+
+    def gap(values: dict[str, float]) -> float:
+        chosen = [values[g] for g in compared]
+        return max(chosen) - min(chosen)
+
+    cand_gap, prod_gap = gap(cand_groups), gap(prod_groups)
+    metrics = {"candidate_by_group": cand_groups, "production_by_group": prod_groups, "regression_by_group": regression,
+               "candidate_gap": cand_gap, "production_gap": prod_gap, "gap_widening": cand_gap - prod_gap,
+               "skipped_groups": skipped}
+    failures = [f"group {g} {metric} {prod_groups[g]:.4f} -> {cand_groups[g]:.4f} regresses by {regression[g]:.4f} "
+                f"(> tolerance {tolerance})" for g in compared if regression[g] > tolerance]
+    if cand_gap - prod_gap > max_gap_widening:
+        failures.append(f"between-group gap widens {prod_gap:.4f} -> {cand_gap:.4f} (> {max_gap_widening})")
+    elif max_gap is not None and cand_gap > max_gap and cand_gap > prod_gap - tolerance:
+        worst = min(compared, key=lambda g: sign * cand_groups[g])
+        failures.append(f"between-group gap {cand_gap:.4f} exceeds the cap {max_gap} (group {worst} is served "
+                        f"worst) and the candidate does not narrow production's gap {prod_gap:.4f}")
+    if failures:
+        return GateResult("fairness", False, severity, metrics, threshold, "; ".join(failures) + note)
+    return GateResult("fairness", True, severity, metrics, threshold,
+                      f"no group regresses by more than {tolerance} and the gap moves {prod_gap:.4f} -> "
+                      f"{cand_gap:.4f}{note}")
+
+
+def single_feature_aucs(features: pd.DataFrame, labels: Any,
+                        columns: tuple[str, ...] = schema.FEATURE_NUMERIC) -> dict[str, float]:
+    """Orientation-free AUC (``max(auc, 1 - auc)``) of each numeric column alone against the label.
+
+    0.5 means no association, 1.0 means the column separates the classes perfectly. Rows where the
+    column is missing are ignored; a column with no usable values scores 0.5.
+    """
+    missing = [c for c in columns if c not in features.columns]
+    if missing:
+        raise ValueError(f"features are missing columns {missing}")
+    y = _binary_labels(labels)
+    if len(y) != len(features):
+        raise ValueError(f"{len(y)} labels for {len(features)} feature rows")
+    if len(np.unique(y)) < 2:
+        raise ValueError("single-feature AUC needs both classes in the labels")
+    result: dict[str, float] = {}
+    for column in columns:
+        values = pd.to_numeric(features[column], errors="coerce").to_numpy(dtype="float64")
+        usable = np.isfinite(values)
+        if len(np.unique(y[usable])) < 2:
+            result[column] = 0.5
+            continue
+        auc = roc_auc(y[usable], values[usable])
+        result[column] = max(auc, 1.0 - auc)
+    return result
+
+
+def leakage_gate(
+    features: pd.DataFrame,
+    labels: Any,
+    max_single_feature_auc: float = 0.97,
+    reference_auc: Mapping[str, float] | None = None,
+    max_jump: float = 0.15,
+    columns: tuple[str, ...] = schema.FEATURE_NUMERIC,
+    severity: Severity = "error",
+    batches: Any | None = None,
+    min_batch_rows: int = 200,
+) -> GateResult:
+    """Fail when a numeric feature alone predicts the label implausibly well, or suddenly much better.
+
+    A feature fails if its single-feature AUC exceeds ``max_single_feature_auc``, or if it exceeds its
+    ``reference_auc`` (e.g. from the production model's training window) by more than ``max_jump``.
+    The metrics hold every column's AUC, ready to serve as the next reference.
+
+    ``batches`` (e.g. each row's day) makes the AUC the highest of any batch with at least
+    ``min_batch_rows`` rows and both classes: a bug that started two days into a fortnight's window
+    is diluted over the whole window but obvious on its own days.
+
+    Example: a pipeline bug that copies ``is_fraud`` into ``sensor_signal`` gives it AUC 1.0 -> fails.
+    """
+    _check_severity(severity)
+    if not 0.5 <= max_single_feature_auc <= 1.0 or max_jump < 0:
+        raise ValueError("need 0.5 <= max_single_feature_auc <= 1 and max_jump >= 0")
+    aucs = single_feature_aucs(features, labels, columns)
+    if batches is not None:
+        y = _binary_labels(labels)
+        batch_values = np.asarray(batches)
+        for batch in np.unique(batch_values):
+            rows = batch_values == batch
+            if rows.sum() < min_batch_rows or len(np.unique(y[rows])) < 2:
+                continue
+            for column, auc in single_feature_aucs(features.loc[rows], y[rows], columns).items():
+                aucs[column] = max(aucs[column], auc)
+    reference = dict(reference_auc or {})
+    failures: list[str] = []
+    for column, auc in aucs.items():
+        if auc > max_single_feature_auc:
+            failures.append(f"{column} alone has AUC {auc:.4f} > {max_single_feature_auc} (likely label leakage)")
+        elif column in reference and auc - reference[column] > max_jump:
+            failures.append(f"{column} AUC jumped {reference[column]:.4f} -> {auc:.4f} (> {max_jump}; likely leakage)")
+    threshold = {"max_single_feature_auc": max_single_feature_auc, "max_jump": max_jump,
+                 "reference_auc": reference or None}
+    metrics = {"single_feature_auc": aucs, "max_auc_feature": max(aucs, key=aucs.__getitem__)}
+    if failures:
+        return GateResult("leakage", False, severity, metrics, threshold, "; ".join(failures))
+    return GateResult("leakage", True, severity, metrics, threshold,
+                      f"highest single-feature AUC {aucs[metrics['max_auc_feature']]:.4f} "
+                      f"({metrics['max_auc_feature']}) is plausible")
+
+
+def expected_calibration_error(y_true: Any, scores: Any, n_bins: int = 10) -> float:
+    """ECE over ``n_bins`` equal-width probability bins: sum of |observed rate - mean score| weighted by bin size."""
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    y = _binary_labels(y_true)
+    p = _scores(scores, len(y), "scores")
+    bins = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
+    counts = np.bincount(bins, minlength=n_bins)
+    observed = np.bincount(bins, weights=y, minlength=n_bins)
+    predicted = np.bincount(bins, weights=p, minlength=n_bins)
+    filled = counts > 0
+    return float(np.sum(np.abs(observed[filled] - predicted[filled])) / len(y))
+
+
+def calibration_gate(
+    y_true: Any,
+    candidate_scores: Any,
+    production_scores: Any | None,
+    max_ece_increase: float = 0.02,
+    n_bins: int = 10,
+    severity: Severity = "error",
+) -> GateResult:
+    """The candidate's expected calibration error may exceed production's by at most ``max_ece_increase``.
+
+    Without a production model it passes and reports the candidate's ECE.
+    """
+    _check_severity(severity)
+    if max_ece_increase < 0:
+        raise ValueError(f"max_ece_increase must be >= 0, got {max_ece_increase}")
+    cand_ece = expected_calibration_error(y_true, candidate_scores, n_bins)
+    threshold = {"max_ece_increase": max_ece_increase, "n_bins": n_bins}
+    if production_scores is None:
+        return GateResult("calibration", True, severity, {"candidate_ece": cand_ece}, threshold,
+                          f"no production model: candidate ECE {cand_ece:.4f}")
+    prod_ece = expected_calibration_error(y_true, production_scores, n_bins)
+    metrics = {"candidate_ece": cand_ece, "production_ece": prod_ece, "ece_increase": cand_ece - prod_ece}
+    summary = f"ECE {prod_ece:.4f} -> {cand_ece:.4f}"
+    if cand_ece - prod_ece > max_ece_increase:
+        return GateResult("calibration", False, severity, metrics, threshold,
+                          f"{summary}: worse by more than {max_ece_increase}")
+    return GateResult("calibration", True, severity, metrics, threshold, f"{summary}: within {max_ece_increase}")
+
+
+def selection_bias_gate(
+    labelled: Any,
+    production_scores: Any | None,
+    block_threshold: float = 0.5,
+    min_coverage_ratio: float = 0.5,
+    min_rows: int = 50,
+    severity: Severity = "warning",
+) -> GateResult:
+    """Warn when labels exist mostly for orders the serving model approved (a feedback loop).
+
+    ``labelled`` marks which rows of the training window got a label; ``production_scores`` are the
+    serving model's scores on all of them. If the label coverage of the rows it would block is far
+    below that of the rows it approves, the training data only shows the model its own approvals:
+    retraining on it narrows the model further. Without a production model there is nothing to check.
+    """
+    _check_severity(severity)
+    mask = np.asarray(labelled, dtype=bool)
+    if production_scores is None:
+        return GateResult("selection_bias", True, severity, {}, {}, "no production model: no feedback loop yet")
+    scores = _scores(production_scores, len(mask), "production_scores")
+    blocked = scores > block_threshold
+    threshold = {"block_threshold": block_threshold, "min_coverage_ratio": min_coverage_ratio}
+    if blocked.sum() < min_rows or (~blocked).sum() < min_rows:
+        return GateResult("selection_bias", True, severity, {"blocked_rows": int(blocked.sum())}, threshold,
+                          f"too few blocked ({int(blocked.sum())}) or approved rows to compare label coverage")
+    blocked_coverage, approved_coverage = float(mask[blocked].mean()), float(mask[~blocked].mean())
+    ratio = blocked_coverage / approved_coverage if approved_coverage > 0 else 1.0
+    metrics = {"blocked_label_coverage": blocked_coverage, "approved_label_coverage": approved_coverage,
+               "coverage_ratio": ratio, "blocked_rows": int(blocked.sum())}
+    summary = (f"label coverage {blocked_coverage:.1%} for orders the model blocks vs "
+               f"{approved_coverage:.1%} for those it approves (ratio {ratio:.2f})")
+    if ratio < min_coverage_ratio:
+        return GateResult("selection_bias", False, severity, metrics, threshold,
+                          f"{summary} < {min_coverage_ratio}: labels come mostly from the model's own approvals "
+                          "(feedback loop); the candidate learns from a biased sample")
+    return GateResult("selection_bias", True, severity, metrics, threshold, summary)
+
+
+def non_regression_gate(
+    y_true: Any,
+    candidate_scores: Any,
+    production_scores: Any | None,
+    metric: Metric = "auc",
+    tolerance: float = 0.01,
+    scope: str = "rows outside the shift",
+    severity: Severity = "error",
+) -> GateResult:
+    """The candidate may not be worse than production by more than ``tolerance`` (metric units).
+
+    A local fine-tune must win where the shift is (the holdout gate, on those rows) without paying
+    for it elsewhere: this gate guards the rest.
+    """
+    _check_metric(metric)
+    _check_severity(severity)
+    y = _binary_labels(y_true)
+    threshold = {"tolerance": tolerance, "metric": metric, "scope": scope}
+    if production_scores is None or len(np.unique(y)) < 2:
+        return GateResult("non_regression", True, severity, {"n": len(y)}, threshold,
+                          f"nothing to compare on {scope}")
+    fn = _metric_fn(metric)
+    cand = fn(y, _scores(candidate_scores, len(y), "candidate_scores"))
+    prod = fn(y, _scores(production_scores, len(y), "production_scores"))
+    worse_by = -_improvement(cand, prod, metric, relative=False)
+    metrics = {f"candidate_{metric}": cand, f"production_{metric}": prod, "worse_by": worse_by, "n": len(y)}
+    summary = f"on {scope}: candidate {metric} {cand:.4f} vs production {prod:.4f}"
+    if worse_by > tolerance:
+        return GateResult("non_regression", False, severity, metrics, threshold,
+                          f"{summary}: worse by {worse_by:.4f} > {tolerance}")
+    return GateResult("non_regression", True, severity, metrics, threshold, f"{summary}: no regression")

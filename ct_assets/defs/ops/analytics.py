@@ -1,0 +1,44 @@
+"""Analyst snapshot: a read-only copy of the analyst tables, published after the pipeline writes."""
+
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from ct_assets.core.ops.snapshots import publish_snapshot
+from ct_assets.defs.resources import DUCKDB_POOL, CTStorage
+
+ANALYST_TABLES: tuple[str, ...] = (
+    "raw_events", "labels", "complaints", "features", "quarantine", "file_issues", "ingest_log",
+    "drift_reports", "drift_feature_results", "concept_drift_results", "complaint_results",
+    "model_registry", "deployments", "decisions", "alerts", "rollouts", "rollout_steps",
+    "backtest_runs", "backtest_daily",
+)
+
+
+def analyst_snapshot_asset(upstream: list[dg.AssetsDefinition]) -> dg.AssetsDefinition:
+    """The snapshot asset, downstream of every asset that writes an analyst table."""
+
+    @dg.asset(
+        name="analyst_snapshot",
+        deps=upstream,
+        group_name="analytics",
+        kinds={"duckdb"},
+        owners=["team:analytics"],
+        pool=DUCKDB_POOL,
+        # Re-publish whenever an upstream table changed; one publication at a time.
+        automation_condition=(
+            dg.AutomationCondition.any_deps_updated().since_last_handled() & ~dg.AutomationCondition.in_progress()
+        ),
+        description="data/snapshots/latest.duckdb: a consistent copy of the analyst tables, replaced "
+                    "atomically. Open it read-only: `duckdb -readonly data/snapshots/latest.duckdb`.",
+    )
+    def analyst_snapshot(duckdb: DuckDBResource, storage: CTStorage) -> dg.MaterializeResult:
+        with duckdb.get_connection() as con:
+            info = publish_snapshot(con, storage.snapshots_dir, ANALYST_TABLES)
+        return dg.MaterializeResult(metadata={
+            "path": dg.MetadataValue.path(str(info.path)),
+            "published_at": info.published_at,
+            "tables": dg.MetadataValue.json(info.tables),
+        })
+
+    return analyst_snapshot

@@ -1,0 +1,33 @@
+"""A rollout verdict of `rollback` -> production_model restores the previous model."""
+
+import dagster as dg
+
+from ct_assets.defs.event_log import new_materializations
+from ct_assets.defs.release.production import (
+    ACTION_TAG,
+    REASON_TAG,
+    ROLLBACK_MODEL_TAG,
+    production_model,
+    rollout_monitor,
+)
+
+
+@dg.sensor(
+    target=[production_model],
+    minimum_interval_seconds=10,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Rolls back automatically: when `rollout_monitor` finds the newly promoted model worse than "
+                "the previous one (live metric or complaints), requests `production_model` with "
+                "ct/action=rollback, which restores the previous model and alerts.",
+)
+def rollback_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    verdicts, cursor = new_materializations(context, rollout_monitor.key)
+    rollbacks = [meta for _, meta in verdicts if meta.get("verdict") == "rollback"]
+    if not rollbacks:
+        return dg.SensorResult(skip_reason=f"{len(verdicts)} new rollout verdicts, no rollback", cursor=cursor)
+    meta = rollbacks[-1]
+    return dg.SensorResult(run_requests=[dg.RunRequest(
+        run_key=f"rollback:{meta['rollout_id']}",
+        asset_selection=[production_model.key],
+        tags={ACTION_TAG: "rollback", REASON_TAG: str(meta.get("reason", ""))[:1000],
+              ROLLBACK_MODEL_TAG: str(meta.get("model_id", ""))})], cursor=cursor)
