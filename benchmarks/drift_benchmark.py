@@ -34,7 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 from ct_assets.core.data import schema
 from ct_assets.core.data.features import features_from_events
-from ct_assets.core.monitoring.drift.report import DriftConfig, DriftReport, build_drift_report
+from ct_assets.core.monitoring.drift.report import build_drift_report
+from ct_assets.core.monitoring.drift.types import DriftConfig, DriftReport
 from ct_assets.simulation.simulator import (
     SimulatorConfig,
     base_regime_probability,

@@ -53,7 +53,8 @@ def ingest_and_features(rows: int, repeat: int = 3) -> tuple[float, float]:
 
 
 def drift_report_time(rows: int, repeat: int = 3) -> tuple[float, float]:
-    from ct_assets.core.monitoring.drift.report import DriftConfig, build_drift_report
+    from ct_assets.core.monitoring.drift.report import build_drift_report
+    from ct_assets.core.monitoring.drift.types import DriftConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)

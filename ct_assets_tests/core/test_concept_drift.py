@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from ct_assets.core.monitoring.concept_drift import ConceptDriftConfig, detect_concept_drift
-from ct_assets.core.monitoring.drift.report import DriftConfig, build_drift_report
+from ct_assets.core.monitoring.drift.report import build_drift_report
+from ct_assets.core.monitoring.drift.types import DriftConfig
 
 FEATURES = ("x0", "x1", "x2")
 

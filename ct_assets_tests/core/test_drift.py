@@ -15,7 +15,7 @@ import pytest
 
 from ct_assets.core.data import schema
 from ct_assets.core.monitoring.drift.plot import write_drift_plot
-from ct_assets.core.monitoring.drift.report import DriftConfig, build_drift_report
+from ct_assets.core.monitoring.drift.report import build_drift_report
 from ct_assets.core.monitoring.drift.stats import (
     Grouping,
     adjust_p_values,
@@ -24,6 +24,7 @@ from ct_assets.core.monitoring.drift.stats import (
     numeric_drift_by_groups,
     population_stability_index,
 )
+from ct_assets.core.monitoring.drift.types import DriftConfig
 
 TERMS = np.array(list(schema.QUERY_TERMS))
 REFERENCE_ROWS = 20_000

@@ -14,7 +14,8 @@ import pytest
 from ct_assets.core.data import schema
 from ct_assets.core.monitoring.complaints import evaluate_complaint_rate
 from ct_assets.core.monitoring.concept_drift import detect_concept_drift
-from ct_assets.core.monitoring.drift.report import DriftConfig, DriftReport, build_drift_report
+from ct_assets.core.monitoring.drift.report import build_drift_report
+from ct_assets.core.monitoring.drift.types import DriftConfig, DriftReport
 from ct_assets.core.monitoring.store import (
     DRIFT_TABLES,
     drift_report_id,

@@ -5,7 +5,7 @@ import pytest
 
 from ct_assets.core.data.features import build_features, load_features
 from ct_assets.core.data.ingest import ingest_events, ingest_labels
-from ct_assets.core.monitoring.drift.report import DriftConfig
+from ct_assets.core.monitoring.drift.types import DriftConfig
 from ct_assets.core.monitoring.reference import current_reference, monitor_day
 from ct_assets.core.release.registry import (
     ModelRecord,

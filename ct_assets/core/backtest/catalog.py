@@ -14,7 +14,7 @@ from ct_assets.core.backtest.engine import BacktestConfig, BacktestResult
 from ct_assets.core.backtest.real_data import employment_ma_stream
 from ct_assets.core.backtest.stream import Stream
 from ct_assets.core.backtest.synthetic import SYNTHETIC_STREAMS
-from ct_assets.core.monitoring.drift.report import DriftConfig
+from ct_assets.core.monitoring.drift.types import DriftConfig
 from ct_assets.core.training.model import TrainingConfig
 from ct_assets.simulation.backtest_stream import simulator_stream
 

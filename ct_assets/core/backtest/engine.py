@@ -69,7 +69,8 @@ from ct_assets.core.monitoring.concept_drift import (
     ConceptDriftResult,
     detect_concept_drift,
 )
-from ct_assets.core.monitoring.drift.report import DriftConfig, DriftReport, build_drift_report
+from ct_assets.core.monitoring.drift.report import build_drift_report
+from ct_assets.core.monitoring.drift.types import DriftConfig, DriftReport
 from ct_assets.core.release.evaluation import GateSettings
 from ct_assets.core.release.gates import (
     GateResult,

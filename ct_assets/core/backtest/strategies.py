@@ -30,7 +30,7 @@ from ct_assets.core.decision.policy_config import (
     PolicyConfig,
 )
 from ct_assets.core.monitoring.concept_drift import ConceptDriftResult
-from ct_assets.core.monitoring.drift.report import DriftReport
+from ct_assets.core.monitoring.drift.types import DriftReport
 from ct_assets.core.training.model import ComputeCost
 
 ACTION_ONLINE = "online_update"

@@ -28,7 +28,8 @@ from ct_assets.core.monitoring.concept_drift import (
     detect_concept_drift,
 )
 from ct_assets.core.monitoring.drift.plot import write_drift_plot
-from ct_assets.core.monitoring.drift.report import DriftConfig, DriftReport, build_drift_report
+from ct_assets.core.monitoring.drift.report import build_drift_report
+from ct_assets.core.monitoring.drift.types import DriftConfig, DriftReport
 from ct_assets.core.monitoring.store import (
     drift_report_id,
     ensure_drift_tables,

@@ -7,7 +7,7 @@ from dagster_duckdb import DuckDBResource
 
 from ct_assets.core.monitoring.complaints import ComplaintConfig
 from ct_assets.core.monitoring.concept_drift import ConceptDriftConfig
-from ct_assets.core.monitoring.drift.report import DriftConfig
+from ct_assets.core.monitoring.drift.types import DriftConfig
 from ct_assets.core.monitoring.reference import (
     complaints_for_day,
     concept_drift_for_day,

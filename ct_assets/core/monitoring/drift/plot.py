@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ct_assets.core.monitoring.drift.report import GLOBAL_SEGMENT, DriftReport, FeatureTestResult
+from ct_assets.core.monitoring.drift.types import GLOBAL_SEGMENT, DriftReport, FeatureTestResult
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
