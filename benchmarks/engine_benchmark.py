@@ -88,7 +88,7 @@ def sensor_ticks(days: int, repeat: int = 7) -> dict[str, float]:
 _TRAIN = """
 import resource, sys
 from ct_assets.simulation.backtest_stream import simulator_stream
-from ct_assets.core.training.candidates import MODEL_INPUTS
+from ct_assets.core.training.preprocessing import MODEL_INPUTS
 from ct_assets.core.training.model import TrainingConfig, train_from_scratch
 import pandas as pd
 stream = simulator_stream(timeline="stable@0", n_days=14, events_per_day=2000, seed=0)

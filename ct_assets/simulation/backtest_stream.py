@@ -15,7 +15,7 @@ import pandas as pd
 from ct_assets.core.backtest.stream import LABEL_COLUMN, Stream, StreamSpec
 from ct_assets.core.data import schema
 from ct_assets.core.data.features import features_from_events
-from ct_assets.core.training.candidates import MODEL_INPUTS
+from ct_assets.core.training.preprocessing import MODEL_INPUTS
 from ct_assets.simulation.simulator import (
     SimulatorConfig,
     format_timeline,
@@ -54,7 +54,7 @@ def simulator_stream(timeline: str = MIXED_TIMELINE, n_days: int = 60, seed: int
 
     ``events_per_day`` defaults to the simulator's ``rows_per_day``. Batch columns: the features
     table's columns (``day``, ``event_id``, ``event_ts``, the model inputs, ``protected_group``) and
-    ``label``. Model inputs are exactly the live model's (``candidates.MODEL_INPUTS``); the segment
+    ``label``. Model inputs are exactly the live model's (``preprocessing.MODEL_INPUTS``); the segment
     columns are ``schema.SEGMENT_COLUMNS``; ``protected_group`` is the fairness column.
 
     Example::

@@ -26,7 +26,8 @@ from ct_assets.core.backtest.targets import (
 from ct_assets.core.decision import policy as live_policy
 from ct_assets.core.decision.policy import decide
 from ct_assets.core.decision.policy_config import load_policy_config
-from ct_assets.core.training.model import TrainingConfig, estimate_compute_cost
+from ct_assets.core.training.cost import estimate_compute_cost
+from ct_assets.core.training.model import TrainingConfig
 from ct_assets.core.training.online import OnlineConfig
 
 TINY = TrainingConfig(hidden_sizes=(8,), epochs=3, batch_size=128, device="cpu", fine_tune_max_steps=10)

@@ -21,7 +21,7 @@ from ct_assets.core.backtest.synthetic import (
 )
 from ct_assets.core.data import schema
 from ct_assets.core.data.features import features_from_events
-from ct_assets.core.training.candidates import MODEL_INPUTS
+from ct_assets.core.training.preprocessing import MODEL_INPUTS
 from ct_assets.simulation.backtest_stream import (
     MIXED_TIMELINE,
     simulator_stream,

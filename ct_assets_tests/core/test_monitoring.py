@@ -14,8 +14,8 @@ from ct_assets.core.release.registry import (
     register_candidate,
 )
 from ct_assets.core.training.artifacts import save_model
-from ct_assets.core.training.candidates import MODEL_INPUTS
 from ct_assets.core.training.model import TrainingConfig, train_from_scratch
+from ct_assets.core.training.preprocessing import MODEL_INPUTS
 from ct_assets.simulation.simulator import SimulatorConfig, parse_timeline, write_history
 
 DAYS = [f"2025-01-0{i}" for i in range(1, 7)]

@@ -24,7 +24,6 @@ from ct_assets.core.release.registry import (
     register_candidate,
 )
 from ct_assets.core.training.artifacts import load_model, save_model
-from ct_assets.core.training.candidates import MODEL_INPUTS
 from ct_assets.core.training.model import TrainingConfig, train_from_scratch
 from ct_assets.core.training.online import (
     OnlineConfig,
@@ -33,6 +32,7 @@ from ct_assets.core.training.online import (
     newly_labelled_features,
     online_update,
 )
+from ct_assets.core.training.preprocessing import MODEL_INPUTS
 from ct_assets.simulation.simulator import SimulatorConfig, parse_timeline, write_history
 
 DAYS = [f"2025-01-{i:02d}" for i in range(1, 9)]

@@ -10,8 +10,8 @@ from ct_assets.core.release.registry import (
 )
 from ct_assets.core.release.rollout import RolloutPlan, start_rollout, traffic_split
 from ct_assets.core.training.artifacts import save_model
-from ct_assets.core.training.candidates import MODEL_INPUTS
 from ct_assets.core.training.model import TrainingConfig, predict_proba, train_from_scratch
+from ct_assets.core.training.preprocessing import MODEL_INPUTS
 from ct_assets.simulation.serving import serving_fn_from_snapshot
 from ct_assets.simulation.simulator import SimulatorConfig, generate_day
 

@@ -8,7 +8,6 @@ import pytest
 from ct_assets.core.data import schema
 from ct_assets.core.training.artifacts import weights_sha256
 from ct_assets.core.training.model import (
-    Preprocessor,
     TrainedModel,
     TrainingConfig,
     fine_tune,
@@ -16,6 +15,7 @@ from ct_assets.core.training.model import (
     select_device,
     train_from_scratch,
 )
+from ct_assets.core.training.preprocessing import Preprocessor
 
 SMALL = TrainingConfig(hidden_sizes=(16,), epochs=4, batch_size=128, seed=3, device="cpu",
                        fine_tune_max_steps=30)

@@ -81,8 +81,8 @@ from ct_assets.core.release.gates import (
     non_regression_gate,
     roc_auc,
 )
+from ct_assets.core.training.cost import ComputeCost
 from ct_assets.core.training.model import (
-    ComputeCost,
     TrainedModel,
     TrainingConfig,
     fine_tune,

@@ -31,7 +31,7 @@ from ct_assets.core.decision.policy_config import (
 )
 from ct_assets.core.monitoring.concept_drift import ConceptDriftResult
 from ct_assets.core.monitoring.drift.types import DriftReport
-from ct_assets.core.training.model import ComputeCost
+from ct_assets.core.training.cost import ComputeCost
 
 ACTION_ONLINE = "online_update"
 ACTIONS: tuple[str, ...] = (ACTION_NONE, ACTION_FINE_TUNE, ACTION_RETRAIN, ACTION_ESCALATE, ACTION_ONLINE)

@@ -44,8 +44,9 @@ from ct_assets.core.release.registry import (
     get_production,
 )
 from ct_assets.core.training.artifacts import load_model
-from ct_assets.core.training.candidates import MODEL_INPUTS, split_train_holdout
+from ct_assets.core.training.candidates import split_train_holdout
 from ct_assets.core.training.model import predict_proba
+from ct_assets.core.training.preprocessing import MODEL_INPUTS
 
 
 @dataclass(frozen=True)

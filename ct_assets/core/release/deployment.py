@@ -32,8 +32,8 @@ from ct_assets.core.release.rollout import (
     start_rollout,
 )
 from ct_assets.core.training.artifacts import load_model
-from ct_assets.core.training.candidates import MODEL_INPUTS
 from ct_assets.core.training.model import predict_proba
+from ct_assets.core.training.preprocessing import MODEL_INPUTS
 
 
 @dataclass(frozen=True)

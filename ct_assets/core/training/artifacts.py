@@ -22,12 +22,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from ct_assets.core.ops.faults import ARTIFACT_WEIGHTS_WRITTEN, pause_point
-from ct_assets.core.training.model import (
-    ComputeCost,
-    Preprocessor,
-    TrainedModel,
-    TrainingConfig,
-)
+from ct_assets.core.training.cost import ComputeCost
+from ct_assets.core.training.model import TrainedModel, TrainingConfig
+from ct_assets.core.training.preprocessing import Preprocessor
 
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "manifest.json"

@@ -32,8 +32,7 @@ from ct_assets.core.training.model import (
     fine_tune,
     train_from_scratch,
 )
-
-MODEL_INPUTS: tuple[str, ...] = (*schema.FEATURE_NUMERIC, *schema.FEATURE_CATEGORICAL)
+from ct_assets.core.training.preprocessing import MODEL_INPUTS
 
 
 @dataclass(frozen=True)

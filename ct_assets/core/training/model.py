@@ -1,21 +1,10 @@
 """Two training paths for the order-risk model: retrain from scratch, or fine-tune a base model.
 
-Both train the same small torch MLP on the ``features`` columns of ``schema`` (numeric columns
-standardised, categorical columns one-hot encoded with an "unknown" bucket), are deterministic
-under ``TrainingConfig.seed`` on CPU, and return a :class:`TrainedModel` whose weights are plain
-numpy arrays on the CPU (ready for safetensors; no pickle anywhere) together with its
-:class:`ComputeCost`.
-
-Energy and CO2 are an explicit estimate, not a measurement::
-
-    energy_kwh = (cpu_seconds * cpu_watts_per_thread + gpu_seconds * gpu_watts) / 3.6e6
-    co2_kg     = energy_kwh * grid_kg_co2_per_kwh
-
-codecarbon's offline tracker was measured on the target machines and not used: it cannot measure
-there (no RAPL counters, unknown CPU model), so it falls back to the same formula (4 W per CPU
-thread times the process's CPU share) plus a fixed RAM wattage, while its per-process hardware probe
-costs ~1.6 s, longer than a typical fine-tune. The defaults below use codecarbon's fallback of
-4 W per thread and the IEA 2019 world-average grid intensity (0.475 kg CO2 per kWh).
+Both train the same small torch MLP on the model inputs of
+:mod:`~ct_assets.core.training.preprocessing`, are deterministic under ``TrainingConfig.seed`` on
+CPU, and return a :class:`TrainedModel` whose weights are plain numpy arrays on the CPU (ready
+for safetensors; no pickle anywhere) together with its
+:class:`~ct_assets.core.training.cost.ComputeCost`.
 
 ``torch`` is imported inside the functions that need it, so importing this module stays cheap.
 """
@@ -31,20 +20,14 @@ import numpy as np
 import pandas as pd
 
 from ct_assets.core.data import schema
+from ct_assets.core.training.cost import ComputeCost, estimate_compute_cost
+from ct_assets.core.training.preprocessing import DEFAULT_MAX_CATEGORIES, Preprocessor
 
 if TYPE_CHECKING:
     import torch
 
 Device = Literal["auto", "cpu", "cuda"]
 TrainingPath = Literal["retrain", "fine_tune", "online"]
-
-# One-hot vocabularies are capped so an open vocabulary (query terms) cannot grow the input layer
-# without bound; rarer values share the unknown bucket.
-DEFAULT_MAX_CATEGORIES = 64
-# Standardised numeric inputs are clipped: a rescaled sensor (hardware change) must not saturate
-# every unit of the network; drift monitoring, not the model, is what reports such shifts.
-NUMERIC_CLIP = 10.0
-UNKNOWN_CATEGORY = "__unknown__"
 _PREDICT_CHUNK_ROWS = 65_536
 
 
@@ -105,181 +88,6 @@ class TrainingConfig:
         if "hidden_sizes" in values:
             values["hidden_sizes"] = tuple(values["hidden_sizes"])
         return cls(**values)
-
-
-@dataclass(frozen=True)
-class ComputeCost:
-    """What one training run cost: time, device and estimated energy/emissions."""
-
-    wall_seconds: float
-    cpu_seconds: float
-    device: str
-    energy_kwh: float
-    co2_kg: float
-    estimation_method: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ComputeCost:
-        expected = set(cls.__dataclass_fields__)
-        if set(data) != expected:
-            raise ValueError(f"compute cost dict needs exactly the keys {sorted(expected)}, got {sorted(data)}")
-        return cls(**data)
-
-
-def estimate_compute_cost(wall_seconds: float, cpu_seconds: float, device: str, config: TrainingConfig) -> ComputeCost:
-    """Energy/CO2 estimate of a run (formula in the module docstring).
-
-    Example: 10 CPU-seconds at 4 W/thread -> 40 J = 1.11e-5 kWh -> 5.3e-6 kg CO2 at 0.475 kg/kWh.
-    """
-    gpu_seconds = wall_seconds if device == "cuda" else 0.0
-    energy_kwh = (cpu_seconds * config.cpu_watts_per_thread + gpu_seconds * config.gpu_watts) / 3.6e6
-    method = (
-        f"estimate: cpu_s x {config.cpu_watts_per_thread} W/thread"
-        + (f" + gpu_s x {config.gpu_watts} W" if device == "cuda" else "")
-        + f", x {config.grid_kg_co2_per_kwh} kg CO2/kWh"
-    )
-    return ComputeCost(
-        wall_seconds=float(wall_seconds),
-        cpu_seconds=float(cpu_seconds),
-        device=device,
-        energy_kwh=energy_kwh,
-        co2_kg=energy_kwh * config.grid_kg_co2_per_kwh,
-        estimation_method=method,
-    )
-
-
-def _require_columns(features: pd.DataFrame, columns: tuple[str, ...]) -> None:
-    missing = [c for c in columns if c not in features.columns]
-    if missing:
-        raise ValueError(f"features are missing columns {missing}")
-
-
-@dataclass(frozen=True)
-class Preprocessor:
-    """Turns a features DataFrame into the model's float32 input matrix.
-
-    Numeric columns: ``(x - mean) / std``, missing values imputed to the training mean (0),
-    clipped to ``+-NUMERIC_CLIP``. Categorical columns: one-hot over the vocabulary seen at fit
-    time, with slot 0 of each column the unknown bucket (unseen values and nulls).
-
-    Example::
-
-        pre = Preprocessor.fit(train_features)
-        x = pre.transform(new_features)              # shape (n, pre.input_dim)
-        same = Preprocessor.from_dict(pre.to_dict())  # JSON round trip
-    """
-
-    numeric_columns: tuple[str, ...]
-    means: tuple[float, ...]
-    stds: tuple[float, ...]
-    categorical_columns: tuple[str, ...]
-    vocabularies: tuple[tuple[str, ...], ...]
-
-    def __post_init__(self) -> None:
-        if not (len(self.numeric_columns) == len(self.means) == len(self.stds)):
-            raise ValueError("numeric_columns, means and stds must have the same length")
-        if len(self.categorical_columns) != len(self.vocabularies):
-            raise ValueError("categorical_columns and vocabularies must have the same length")
-        if any(not (math.isfinite(s) and s > 0) for s in self.stds):
-            raise ValueError(f"stds must be finite and > 0, got {self.stds}")
-
-    @classmethod
-    def fit(
-        cls,
-        features: pd.DataFrame,
-        numeric_columns: tuple[str, ...] = schema.FEATURE_NUMERIC,
-        categorical_columns: tuple[str, ...] = schema.FEATURE_CATEGORICAL,
-        max_categories: int = DEFAULT_MAX_CATEGORIES,
-    ) -> Preprocessor:
-        """Learn means/stds and vocabularies (most frequent values first, ties by name)."""
-        if features.empty:
-            raise ValueError("cannot fit a Preprocessor on an empty features frame")
-        _require_columns(features, (*numeric_columns, *categorical_columns))
-        means: list[float] = []
-        stds: list[float] = []
-        for column in numeric_columns:
-            values = pd.to_numeric(features[column], errors="coerce").astype("float64")
-            values = values.where(np.isfinite(values))  # +-inf would poison mean and std
-            mean = float(values.mean()) if values.notna().any() else 0.0
-            std = float(values.std(ddof=0)) if values.notna().any() else 0.0
-            means.append(mean)
-            # A constant column carries no signal; std 1 keeps it at 0 instead of dividing by 0.
-            stds.append(std if math.isfinite(std) and std > 1e-12 else 1.0)
-        vocabularies: list[tuple[str, ...]] = []
-        for column in categorical_columns:
-            counts = features[column].dropna().astype(str).value_counts()
-            ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-            vocabularies.append(tuple(value for value, _ in ranked[:max_categories]))
-        return cls(tuple(numeric_columns), tuple(means), tuple(stds), tuple(categorical_columns), tuple(vocabularies))
-
-    @property
-    def input_dim(self) -> int:
-        return len(self.numeric_columns) + sum(len(v) + 1 for v in self.vocabularies)
-
-    @property
-    def feature_names(self) -> tuple[str, ...]:
-        """Name of every input column, in matrix order."""
-        names = list(self.numeric_columns)
-        for column, vocabulary in zip(self.categorical_columns, self.vocabularies):
-            names.append(f"{column}={UNKNOWN_CATEGORY}")
-            names.extend(f"{column}={value}" for value in vocabulary)
-        return tuple(names)
-
-    def transform(self, features: pd.DataFrame) -> np.ndarray:
-        """Encode ``features`` as a float32 matrix of shape ``(len(features), input_dim)``."""
-        _require_columns(features, (*self.numeric_columns, *self.categorical_columns))
-        n_rows = len(features)
-        matrix = np.zeros((n_rows, self.input_dim), dtype=np.float32)
-        for j, column in enumerate(self.numeric_columns):
-            values = pd.to_numeric(features[column], errors="coerce").to_numpy(dtype="float64")
-            scaled = (values - self.means[j]) / self.stds[j]
-            matrix[:, j] = np.clip(np.nan_to_num(scaled, nan=0.0, posinf=NUMERIC_CLIP, neginf=-NUMERIC_CLIP),
-                                   -NUMERIC_CLIP, NUMERIC_CLIP)
-        offset = len(self.numeric_columns)
-        rows = np.arange(n_rows)
-        for column, vocabulary in zip(self.categorical_columns, self.vocabularies):
-            values = features[column].astype("string")
-            # codes: -1 for unseen values and nulls -> bucket 0.
-            codes = pd.Categorical(values, categories=list(vocabulary)).codes.astype(np.int64) + 1
-            matrix[rows, offset + codes] = 1.0
-            offset += len(vocabulary) + 1
-        return matrix
-
-    def unknown_share(self, features: pd.DataFrame) -> dict[str, float]:
-        """Per categorical column, the share of rows that fall into the unknown bucket."""
-        _require_columns(features, self.categorical_columns)
-        if features.empty:
-            return {column: 0.0 for column in self.categorical_columns}
-        return {
-            column: float((~features[column].astype("string").isin(list(vocabulary)).fillna(False)).mean())
-            for column, vocabulary in zip(self.categorical_columns, self.vocabularies)
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (lists and floats only)."""
-        return {
-            "numeric_columns": list(self.numeric_columns),
-            "means": list(self.means),
-            "stds": list(self.stds),
-            "categorical_columns": list(self.categorical_columns),
-            "vocabularies": [list(v) for v in self.vocabularies],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Preprocessor:
-        try:
-            return cls(
-                numeric_columns=tuple(data["numeric_columns"]),
-                means=tuple(float(v) for v in data["means"]),
-                stds=tuple(float(v) for v in data["stds"]),
-                categorical_columns=tuple(data["categorical_columns"]),
-                vocabularies=tuple(tuple(str(x) for x in v) for v in data["vocabularies"]),
-            )
-        except KeyError as missing:
-            raise ValueError(f"preprocessor dict is missing key {missing}") from None
 
 
 @dataclass(frozen=True, eq=False)

@@ -43,13 +43,14 @@ from ct_assets.core.release.registry import (
     restore,
 )
 from ct_assets.core.training.artifacts import load_model, save_model
-from ct_assets.core.training.candidates import MODEL_INPUTS, code_version, split_train_holdout
+from ct_assets.core.training.candidates import code_version, split_train_holdout
 from ct_assets.core.training.model import (
     TrainedModel,
     TrainingConfig,
     fine_tune,
     predict_proba,
 )
+from ct_assets.core.training.preprocessing import MODEL_INPUTS
 
 ONLINE_ACTOR = "online"
 OnlineStatus = Literal["updated", "skipped", "rolled_back"]
