@@ -36,12 +36,9 @@ from ct_assets.core.data import schema
 from ct_assets.core.data.features import features_from_events
 from ct_assets.core.monitoring.drift.report import build_drift_report
 from ct_assets.core.monitoring.drift.types import DriftConfig, DriftReport
-from ct_assets.simulation.simulator import (
-    SimulatorConfig,
-    base_regime_probability,
-    generate_day,
-    parse_timeline,
-)
+from ct_assets.simulation.config import SimulatorConfig
+from ct_assets.simulation.generation import base_regime_probability, generate_day
+from ct_assets.simulation.scenarios import parse_timeline
 
 ROWS_PER_DAY = 100_000
 CURRENT_DAYS = 10  # days 1..10 make the 1M-row batch

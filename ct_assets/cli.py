@@ -36,14 +36,15 @@ def _data_dir() -> Path:
 
 
 def _simulator_config(args: argparse.Namespace):
-    from ct_assets.simulation.simulator import SimulatorConfig, parse_timeline
+    from ct_assets.simulation.config import SimulatorConfig
+    from ct_assets.simulation.scenarios import parse_timeline
 
     return SimulatorConfig(seed=args.seed, rows_per_day=args.rows_per_day, timeline=parse_timeline(args.scenario))
 
 
 def _land(args: argparse.Namespace, days: int) -> list[Path]:
+    from ct_assets.simulation.landing import next_day_index, write_day
     from ct_assets.simulation.serving import serving_fn_from_snapshot
-    from ct_assets.simulation.simulator import next_day_index, write_day
 
     data_dir = _data_dir()
     config = _simulator_config(args)

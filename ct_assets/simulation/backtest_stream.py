@@ -1,6 +1,6 @@
 """The shop simulator as a backtest stream: one batch per simulated day, with the live features.
 
-Each day's orders come from :func:`ct_assets.simulation.simulator.generate_day` and are turned into model
+Each day's orders come from :func:`ct_assets.simulation.generation.generate_day` and are turned into model
 features by :func:`ct_assets.core.data.features.features_from_events`, the SQL the pipeline runs, over all
 days at once so every day's 7-day regional price window sees the days before it, as in the warehouse.
 The label is every order's true ``is_fraud`` (all orders, no delay): the backtest engine applies its
@@ -16,12 +16,9 @@ from ct_assets.core.backtest.stream import LABEL_COLUMN, Stream, StreamSpec
 from ct_assets.core.data import schema
 from ct_assets.core.data.features import features_from_events
 from ct_assets.core.training.preprocessing import MODEL_INPUTS
-from ct_assets.simulation.simulator import (
-    SimulatorConfig,
-    format_timeline,
-    generate_day,
-    parse_timeline,
-)
+from ct_assets.simulation.config import SimulatorConfig
+from ct_assets.simulation.generation import generate_day
+from ct_assets.simulation.scenarios import format_timeline, parse_timeline
 
 # Several kinds of change, about a week apart, after a stable start (days 0-11):
 #   12  regional promotion in south starts   local, covariate + concept (discounts stop meaning fraud)

@@ -8,7 +8,6 @@ previous model the rest: the ramp has a real effect on served errors, complaints
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -22,8 +21,7 @@ from ct_assets.core.release.rollout import active_rollout, traffic_split
 from ct_assets.core.training.artifacts import load_model
 from ct_assets.core.training.model import TrainedModel, predict_proba
 from ct_assets.core.training.preprocessing import MODEL_INPUTS
-
-ServingFn = Callable[[pd.DataFrame], np.ndarray]
+from ct_assets.simulation.generation import ServingFn
 
 
 def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:

@@ -27,7 +27,9 @@ from ct_assets.simulation.backtest_stream import (
     simulator_stream,
     timeline_change_points,
 )
-from ct_assets.simulation.simulator import SimulatorConfig, generate_day, parse_timeline
+from ct_assets.simulation.config import SimulatorConfig
+from ct_assets.simulation.generation import generate_day
+from ct_assets.simulation.scenarios import parse_timeline
 
 SMALL = {"n_batches": 12, "batch_size": 400, "change_points": (6,)}
 

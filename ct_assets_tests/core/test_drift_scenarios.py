@@ -40,13 +40,9 @@ from ct_assets.core.monitoring.complaints import (
 from ct_assets.core.monitoring.concept_drift import ConceptDriftResult, detect_concept_drift
 from ct_assets.core.monitoring.drift.report import build_drift_report
 from ct_assets.core.monitoring.drift.types import DriftConfig, DriftReport
-from ct_assets.simulation.simulator import (
-    DayBatch,
-    SimulatorConfig,
-    base_regime_probability,
-    generate_day,
-    parse_timeline,
-)
+from ct_assets.simulation.config import SimulatorConfig
+from ct_assets.simulation.generation import DayBatch, base_regime_probability, generate_day
+from ct_assets.simulation.scenarios import parse_timeline
 
 ROWS_PER_DAY = 3_000
 COMPLAINT_PER_ERROR = 0.3  # see the module docstring

@@ -306,7 +306,8 @@ def test_read_only_connection_and_input_errors(tmp_path: Path, config: PolicyCon
 
 def test_label_evidence_on_simulated_and_ingested_days(tmp_path: Path, config: PolicyConfig) -> None:
     from ct_assets.core.data.ingest import ingest_events, ingest_labels
-    from ct_assets.simulation.simulator import SimulatorConfig, write_history
+    from ct_assets.simulation.config import SimulatorConfig
+    from ct_assets.simulation.landing import write_history
 
     simulator = SimulatorConfig(rows_per_day=300, label_delay_days=1, label_coverage=0.8)
     landing, quarantine = tmp_path / "landing", tmp_path / "quarantine"

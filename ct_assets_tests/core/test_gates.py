@@ -202,12 +202,9 @@ def test_calibration_gate_passes_equal_and_fails_overconfident(scored: dict[str,
 
 def test_selection_bias_gate_warns_on_the_feedback_loop_scenario():
     from ct_assets.core.release.gates import selection_bias_gate
-    from ct_assets.simulation.simulator import (
-        SimulatorConfig,
-        base_regime_probability,
-        generate_day,
-        parse_timeline,
-    )
+    from ct_assets.simulation.config import SimulatorConfig
+    from ct_assets.simulation.generation import base_regime_probability, generate_day
+    from ct_assets.simulation.scenarios import parse_timeline
 
     for spec, expect_pass in (("stable", True), ("feedback_loop", False)):
         config = SimulatorConfig(rows_per_day=4000, seed=2, timeline=parse_timeline(spec))

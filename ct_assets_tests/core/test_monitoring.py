@@ -16,7 +16,9 @@ from ct_assets.core.release.registry import (
 from ct_assets.core.training.artifacts import save_model
 from ct_assets.core.training.model import TrainingConfig, train_from_scratch
 from ct_assets.core.training.preprocessing import MODEL_INPUTS
-from ct_assets.simulation.simulator import SimulatorConfig, parse_timeline, write_history
+from ct_assets.simulation.config import SimulatorConfig
+from ct_assets.simulation.landing import write_history
+from ct_assets.simulation.scenarios import parse_timeline
 
 DAYS = [f"2025-01-0{i}" for i in range(1, 7)]
 

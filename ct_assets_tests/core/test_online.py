@@ -33,7 +33,9 @@ from ct_assets.core.training.online import (
     online_update,
 )
 from ct_assets.core.training.preprocessing import MODEL_INPUTS
-from ct_assets.simulation.simulator import SimulatorConfig, parse_timeline, write_history
+from ct_assets.simulation.config import SimulatorConfig
+from ct_assets.simulation.landing import write_history
+from ct_assets.simulation.scenarios import parse_timeline
 
 DAYS = [f"2025-01-{i:02d}" for i in range(1, 9)]
 TRAINING = TrainingConfig(hidden_sizes=(16,), epochs=2, seed=3)

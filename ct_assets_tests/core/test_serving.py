@@ -12,8 +12,9 @@ from ct_assets.core.release.rollout import RolloutPlan, start_rollout, traffic_s
 from ct_assets.core.training.artifacts import save_model
 from ct_assets.core.training.model import TrainingConfig, predict_proba, train_from_scratch
 from ct_assets.core.training.preprocessing import MODEL_INPUTS
+from ct_assets.simulation.config import SimulatorConfig
+from ct_assets.simulation.generation import generate_day
 from ct_assets.simulation.serving import serving_fn_from_snapshot
-from ct_assets.simulation.simulator import SimulatorConfig, generate_day
 
 
 def _model(seed, batch):

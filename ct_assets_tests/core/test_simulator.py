@@ -13,21 +13,16 @@ import pytest
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
 from ct_assets.core.data import schema
-from ct_assets.simulation.simulator import (
-    SCENARIOS,
+from ct_assets.simulation.config import SimulatorConfig
+from ct_assets.simulation.generation import (
     DayBatch,
-    ScenarioEvent,
-    SimulatorConfig,
     base_regime_probability,
-    format_timeline,
     generate_day,
-    next_day_index,
-    parse_timeline,
-    regime_for_day,
     true_fraud_probability,
-    write_day,
-    write_history,
 )
+from ct_assets.simulation.landing import next_day_index, write_day, write_history
+from ct_assets.simulation.regimes import regime_for_day
+from ct_assets.simulation.scenarios import SCENARIOS, ScenarioEvent, format_timeline, parse_timeline
 
 ROWS = 4000
 

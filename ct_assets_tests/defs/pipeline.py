@@ -16,7 +16,8 @@ from ct_assets.defs.release.production import production_model
 from ct_assets.defs.release.rollback_sensor import rollback_sensor
 from ct_assets.defs.training.candidates import CANDIDATE_ASSETS, training_decision
 from ct_assets.defs.training.online import online_model
-from ct_assets.simulation.simulator import SimulatorConfig, write_day
+from ct_assets.simulation.config import SimulatorConfig
+from ct_assets.simulation.landing import write_day
 
 # Everything a day's run may touch: its selection comes from the landing sensor's request.
 DAY_RUN_ASSETS = [*DAY_ASSETS, online_model, production_model, *DATA_QUALITY_CHECKS]

@@ -7,7 +7,8 @@ import duckdb
 
 from ct_assets.defs.release.production import model_approval
 from ct_assets.defs.resources import CTSettings
-from ct_assets.simulation.simulator import SimulatorConfig, parse_timeline
+from ct_assets.simulation.config import SimulatorConfig
+from ct_assets.simulation.scenarios import parse_timeline
 from ct_assets_tests.defs.pipeline import Pipeline
 
 

@@ -6,7 +6,8 @@ import dagster as dg
 import duckdb
 
 from ct_assets.defs.build import build_definitions
-from ct_assets.simulation.simulator import SimulatorConfig, parse_timeline
+from ct_assets.simulation.config import SimulatorConfig
+from ct_assets.simulation.scenarios import parse_timeline
 from ct_assets_tests.defs.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
