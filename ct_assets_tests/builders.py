@@ -38,7 +38,7 @@ def events_frame(day: str, n: int = 20, first_id: int = 1, seed: int = 0) -> pd.
 
 def labels_frame(event_ids: list[int] | np.ndarray, labels: list[int] | np.ndarray, at: str) -> pd.DataFrame:
     return pd.DataFrame({schema.ID_COLUMN: np.asarray(event_ids, dtype="int64"),
-                         schema.LABEL_COLUMN: np.asarray(labels, dtype="int64"),
+                         schema.FRAUD_LABEL_COLUMN: np.asarray(labels, dtype="int64"),
                          "labelled_at": pd.Timestamp(at)})
 
 

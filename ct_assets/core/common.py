@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timezone
 
 import duckdb
+
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")  # date.fromisoformat also takes 20250302 and 2025-W10-1
 
 
 def has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
@@ -13,12 +16,18 @@ def has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
                             "AND schema_name = current_schema()", [table]).fetchall()[0][0])
 
 
-def parse_iso_day(day: str) -> date:
-    """``YYYY-MM-DD`` as a date; a clear ValueError for anything else."""
+def parse_iso_day(day: str, what: str = "day") -> date:
+    """Exactly ``YYYY-MM-DD`` as a date (no other ISO form); a ValueError naming ``what`` otherwise.
+
+    >>> parse_iso_day("2025-03-02")
+    datetime.date(2025, 3, 2)
+    """
+    if not isinstance(day, str) or not _ISO_DAY.fullmatch(day):
+        raise ValueError(f"{what} must look like YYYY-MM-DD (an ISO date), got {day!r}")
     try:
         return date.fromisoformat(day)
-    except (TypeError, ValueError):
-        raise ValueError(f"day must be an ISO date YYYY-MM-DD, got {day!r}") from None
+    except ValueError as exc:
+        raise ValueError(f"{what} {day!r} is not a calendar date: {exc}") from None
 
 
 def utc_now() -> datetime:

@@ -271,7 +271,7 @@ def generate_day(config: SimulatorConfig, day_index: int, serving_fn: ServingFn 
     arrival_start = np.datetime64(config.day_date(arrival_day).isoformat(), "ms")
     labels = pd.DataFrame({
         schema.ID_COLUMN: events[schema.ID_COLUMN].to_numpy()[observed],
-        schema.LABEL_COLUMN: is_fraud[observed],
+        schema.FRAUD_LABEL_COLUMN: is_fraud[observed],
         "labelled_at": (arrival_start + labelled_ms[observed].astype("timedelta64[ms]")).astype("datetime64[us]"),
         "arrival_day": np.full(int(observed.sum()), arrival_day, dtype=np.int64),
     })

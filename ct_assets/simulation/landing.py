@@ -29,11 +29,11 @@ def _arrow_schema(kind: str):  # -> pyarrow.Schema (lazy import keeps module imp
                  **{c: pa.string() for c in schema.CATEGORICAL_COLUMNS},
                  **{c.name: (pa.int64() if c.dtype == "int" else pa.float64()) for c in schema.NUMERIC_COLUMNS},
                  schema.GROUP_COLUMN: pa.string()}
-    elif kind == "labels":
-        types = {schema.ID_COLUMN: pa.int64(), schema.LABEL_COLUMN: pa.int64(), "labelled_at": pa.timestamp("us")}
-    elif kind == "pending":
-        types = {schema.ID_COLUMN: pa.int64(), schema.LABEL_COLUMN: pa.int64(), "labelled_at": pa.timestamp("us"),
-                 "arrival_day": pa.int64()}
+    elif kind in ("labels", "pending"):
+        types = {schema.ID_COLUMN: pa.int64(), schema.FRAUD_LABEL_COLUMN: pa.int64(),
+                 "labelled_at": pa.timestamp("us")}
+        if kind == "pending":
+            types["arrival_day"] = pa.int64()
     else:
         types = {"day": pa.date32(), "orders": pa.int64(), "complaints": pa.int64()}
     return pa.schema(list(types.items()))

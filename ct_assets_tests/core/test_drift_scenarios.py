@@ -76,7 +76,7 @@ def labelled_scores(batches: Sequence[DayBatch], config: SimulatorConfig) -> tup
     """Observed labels of ``batches`` and the serving model's scores of those orders."""
     labels = pd.concat([batch.labels for batch in batches], ignore_index=True)
     scores = serving_scores(concat_events(batches), config, labels[schema.ID_COLUMN])
-    return labels[schema.LABEL_COLUMN].to_numpy(), scores
+    return labels[schema.FRAUD_LABEL_COLUMN].to_numpy(), scores
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from ct_assets.core.common import parse_iso_day
 from ct_assets.core.data import schema
 from ct_assets.core.data.features import build_features, load_features
 from ct_assets.core.data.ingest import (
@@ -12,7 +13,6 @@ from ct_assets.core.data.ingest import (
     ingest_labels,
     label_coverage,
     list_landed_days,
-    parse_day,
 )
 from ct_assets_tests.builders import events_frame, labels_frame, write_parquet
 
@@ -140,10 +140,10 @@ def test_list_landed_days_ignores_temp_bad_names_and_symlinks(tmp_path):
     assert list_landed_days(landing) == [DAY1, DAY2]
 
 
-@pytest.mark.parametrize("bad", ["../../x", "2025-02-30", "20250101", ""])
-def test_parse_day_rejects_non_dates(bad):
+@pytest.mark.parametrize("bad", ["../../x", "2025-02-30", "20250101", "2025-W01-1", ""])
+def test_landing_day_names_must_be_exactly_yyyy_mm_dd(bad):
     with pytest.raises(ValueError, match="landing day"):
-        parse_day(bad)
+        parse_iso_day(bad, "landing day")
 
 
 def test_features_one_row_per_event_with_window_feature(con, dirs):

@@ -58,7 +58,7 @@ def warehouse(landed: Path, tmp_path: Path):
             build_features(con, day)
         ensure_registry_tables(con)
         frame = load_features(con, DAYS[0], DAYS[2], labelled_only=True)
-        model = train_from_scratch(frame[list(MODEL_INPUTS)], frame[schema.LABEL_COLUMN], TRAINING)
+        model = train_from_scratch(frame[list(MODEL_INPUTS)], frame[schema.FRAUD_LABEL_COLUMN], TRAINING)
         stored = save_model(tmp_path / "models", model, {})
         register_candidate(con, ModelRecord(model_id=stored.model_id, training_path="retrain",
                                             data_window_start=date.fromisoformat(DAYS[0]),
@@ -77,8 +77,8 @@ def test_online_update_takes_bounded_steps_from_the_base_weights(warehouse):
     base = load_model(tmp_path / "models", base_id)
     batch = newly_labelled_features(con, DAYS[5])
     online = OnlineConfig(steps_per_batch=5)
-    first = online_update(base, batch[list(MODEL_INPUTS)], batch[schema.LABEL_COLUMN], TRAINING, online)
-    again = online_update(base, batch[list(MODEL_INPUTS)], batch[schema.LABEL_COLUMN], TRAINING, online)
+    first = online_update(base, batch[list(MODEL_INPUTS)], batch[schema.FRAUD_LABEL_COLUMN], TRAINING, online)
+    again = online_update(base, batch[list(MODEL_INPUTS)], batch[schema.FRAUD_LABEL_COLUMN], TRAINING, online)
     assert first.training_path == "online" and first.n_steps == 5
     assert first.preprocessor == base.preprocessor and first.n_replay_rows == 0
     assert all(np.array_equal(first.weights[k], again.weights[k]) for k in first.weights)
@@ -90,7 +90,7 @@ def test_labels_arriving_on_a_day_are_those_joined_by_arrival_day(warehouse):
     batch = newly_labelled_features(con, DAYS[5])
     expected = con.execute("SELECT count(DISTINCT event_id) FROM labels WHERE arrival_day = ?", [DAYS[5]]
                            ).fetchall()[0][0]
-    assert len(batch) == expected > 0 and batch[schema.LABEL_COLUMN].notna().all()
+    assert len(batch) == expected > 0 and batch[schema.FRAUD_LABEL_COLUMN].notna().all()
 
 
 def test_each_update_is_a_served_registered_version_and_a_rerun_is_a_no_op(warehouse):

@@ -107,7 +107,7 @@ def test_every_scenario_generates_schema_valid_events(name: str) -> None:
     for day_index in (0, 1):
         batch = generate_day(cfg, day_index)
         assert_valid_events(batch.events, cfg, day_index)
-        assert set(batch.labels[schema.LABEL_COLUMN]) <= {0, 1}
+        assert set(batch.labels[schema.FRAUD_LABEL_COLUMN]) <= {0, 1}
         assert batch.labels[schema.ID_COLUMN].isin(batch.events[schema.ID_COLUMN]).all()
 
 
@@ -353,7 +353,7 @@ def test_write_day_lands_an_atomic_folder_with_typed_files(tmp_path: Path) -> No
     labels = read(folder / schema.LABELS_FILE)
     assert tuple(labels.columns) == schema.LABEL_COLUMNS and labels.empty  # nothing has arrived yet
     assert parquet_types(folder / schema.LABELS_FILE) == {
-        schema.ID_COLUMN: "BIGINT", schema.LABEL_COLUMN: "BIGINT", "labelled_at": "TIMESTAMP"}
+        schema.ID_COLUMN: "BIGINT", schema.FRAUD_LABEL_COLUMN: "BIGINT", "labelled_at": "TIMESTAMP"}
     complaints = read(folder / schema.COMPLAINTS_FILE)
     assert tuple(complaints.columns) == schema.COMPLAINT_COLUMNS
     assert parquet_types(folder / schema.COMPLAINTS_FILE)["day"] == "DATE"
@@ -369,7 +369,7 @@ def test_labels_land_on_their_arrival_day(tmp_path: Path) -> None:
     arrived = read(folders[2] / schema.LABELS_FILE)
     expected = generate_day(cfg, 0).labels
     assert arrived[schema.ID_COLUMN].tolist() == expected[schema.ID_COLUMN].tolist()
-    assert arrived[schema.LABEL_COLUMN].tolist() == expected[schema.LABEL_COLUMN].tolist()
+    assert arrived[schema.FRAUD_LABEL_COLUMN].tolist() == expected[schema.FRAUD_LABEL_COLUMN].tolist()
     assert (arrived["labelled_at"].dt.normalize() == pd.Timestamp("2025-01-03")).all()
     assert (read(folders[3] / schema.LABELS_FILE)[schema.ID_COLUMN] // 1_000_000 == 1).all()
     assert 0.7 < len(arrived) / 500 < 0.9

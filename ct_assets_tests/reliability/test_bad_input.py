@@ -202,8 +202,8 @@ def test_bad_labels_are_quarantined_and_good_labels_kept(con, dirs, ids, values,
 
 def test_label_with_wrong_type_is_quarantined(con, dirs):
     landing, quarantine = dirs
-    frame = labels_frame([1000, 1001], [0, 1], DAY1).astype({schema.LABEL_COLUMN: str})
-    frame.loc[1, schema.LABEL_COLUMN] = "yes"
+    frame = labels_frame([1000, 1001], [0, 1], DAY1).astype({schema.FRAUD_LABEL_COLUMN: str})
+    frame.loc[1, schema.FRAUD_LABEL_COLUMN] = "yes"
     write_parquet(frame, landing / DAY1 / schema.LABELS_FILE)
     report = ingest_labels(con, landing, quarantine, DAY1)
     assert (report.rows_valid, report.rows_quarantined) == (1, 1)

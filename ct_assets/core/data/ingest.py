@@ -14,18 +14,18 @@ too (the first occurrence wins; conflicting labels split across batches keep the
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
 import pandas as pd
 
+from ct_assets.core.common import parse_iso_day
 from ct_assets.core.data import schema
 from ct_assets.core.data.validation import (
     UnusableFile,
@@ -39,7 +39,6 @@ from ct_assets.core.ops.faults import INGEST_BEFORE_COMMIT, pause_point
 if TYPE_CHECKING:
     import pyarrow as pa
 
-DAY_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # Rows per streamed batch: ~100 MB of pandas frames at most, whatever the file size.
 BATCH_ROWS = 100_000
 
@@ -94,16 +93,6 @@ def ensure_ingest_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(statement)
 
 
-def parse_day(day: str) -> date:
-    """The landing day folder name as a date; a clear error for anything else."""
-    if not DAY_PATTERN.match(day):
-        raise ValueError(f"landing day must look like YYYY-MM-DD, got {day!r}")
-    try:
-        return date.fromisoformat(day)
-    except ValueError as exc:
-        raise ValueError(f"landing day {day!r} is not a calendar date: {exc}") from exc
-
-
 @dataclass(frozen=True)
 class LandingScan:
     """The landing zone's complete day folders, and every other entry with why it was ignored."""
@@ -132,7 +121,7 @@ def scan_landing(landing_dir: Path) -> LandingScan:
             ignored.append((name, f"{name!r} is a symlink; landing entries are never followed"))
             continue
         try:
-            parse_day(name)
+            parse_iso_day(name, "landing day")
         except ValueError as exc:
             ignored.append((name, str(exc)))
             continue
@@ -149,7 +138,7 @@ def list_landed_days(landing_dir: Path) -> list[str]:
 
 
 def _landing_file(landing_dir: Path, day: str, file_name: str) -> Path:
-    parse_day(day)
+    parse_iso_day(day, "landing day")
     day_dir = landing_dir / day
     path = day_dir / file_name
     for link in (day_dir, path):
@@ -355,7 +344,7 @@ def _ingest(con: duckdb.DuckDBPyConnection, landing_dir: Path, quarantine_dir: P
     or the whole new one, and temporary tables vanish with the connection, so a crash leaves
     nothing behind.
     """
-    parse_day(day)
+    parse_iso_day(day, "landing day")
     ensure_ingest_tables(con)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {target.stage} AS SELECT * FROM {target.table} LIMIT 0")
     con.execute(f"CREATE OR REPLACE TEMP TABLE {_QUARANTINE_STAGE} AS SELECT * FROM quarantine LIMIT 0")

@@ -42,7 +42,7 @@ CATEGORIES: tuple[str, ...] = ("electronics", "fashion", "home", "beauty", "spor
 
 ID_COLUMN = "event_id"
 TIME_COLUMN = "event_ts"
-LABEL_COLUMN = "is_fraud"
+FRAUD_LABEL_COLUMN = "is_fraud"  # 1 when the order ended in a fraud chargeback
 GROUP_COLUMN = "protected_group"  # kept for fairness evaluation, never a model input
 
 
@@ -76,7 +76,7 @@ MAX_TERM_LENGTH = 64
 EVENT_COLUMNS: tuple[str, ...] = (
     ID_COLUMN, TIME_COLUMN, *CATEGORICAL_COLUMNS, *(c.name for c in NUMERIC_COLUMNS), GROUP_COLUMN,
 )
-LABEL_COLUMNS: tuple[str, ...] = (ID_COLUMN, LABEL_COLUMN, "labelled_at")
+LABEL_COLUMNS: tuple[str, ...] = (ID_COLUMN, FRAUD_LABEL_COLUMN, "labelled_at")
 COMPLAINT_COLUMNS: tuple[str, ...] = ("day", "orders", "complaints")
 
 # Columns of the `features` table (built by core/features.py) that models consume.

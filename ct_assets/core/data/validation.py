@@ -190,21 +190,21 @@ def validate_labels(frame: pd.DataFrame) -> ValidationResult:
 
     warnings = _check_columns(frame, schema.LABEL_COLUMNS, "labels")
     frame = frame.reset_index(drop=True)
-    typed, reasons = _coerce(frame, {schema.ID_COLUMN: "int", schema.LABEL_COLUMN: "int"},
+    typed, reasons = _coerce(frame, {schema.ID_COLUMN: "int", schema.FRAUD_LABEL_COLUMN: "int"},
                              ("labelled_at",), ())
     label_schema = pa.DataFrameSchema({
         schema.ID_COLUMN: pa.Column(float, pa.Check.ge(0)),
-        schema.LABEL_COLUMN: pa.Column(float, pa.Check.isin([0.0, 1.0])),
+        schema.FRAUD_LABEL_COLUMN: pa.Column(float, pa.Check.isin([0.0, 1.0])),
     }, strict=False)
     _merge(reasons, _pandera_reasons(typed, label_schema))
-    ids, labels = typed[schema.ID_COLUMN], typed[schema.LABEL_COLUMN]
+    ids, labels = typed[schema.ID_COLUMN], typed[schema.FRAUD_LABEL_COLUMN]
     conflicting = ids.notna() & ids.map(labels.groupby(ids).nunique()).fillna(1).gt(1)
     for idx in typed.index[conflicting.to_numpy()]:
         reasons.setdefault(int(idx), []).append(
-            f"{schema.LABEL_COLUMN}: conflicting labels for one event_id (value {frame.at[idx, schema.ID_COLUMN]!r})")
+            f"{schema.FRAUD_LABEL_COLUMN}: conflicting labels for one event_id (value {frame.at[idx, schema.ID_COLUMN]!r})")
     _flag_duplicates(ids.where(~conflicting), reasons, schema.ID_COLUMN)
     valid, quarantined = _split(frame, typed, reasons, schema.ID_COLUMN)
-    valid = valid.astype({schema.ID_COLUMN: "int64", schema.LABEL_COLUMN: "int64"})
+    valid = valid.astype({schema.ID_COLUMN: "int64", schema.FRAUD_LABEL_COLUMN: "int64"})
     return ValidationResult(valid[list(schema.LABEL_COLUMNS)], quarantined, tuple(warnings))
 
 

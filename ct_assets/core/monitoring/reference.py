@@ -153,8 +153,8 @@ def concept_drift_for_day(con: duckdb.DuckDBPyConnection, models_dir: Path, day:
     ensure_drift_tables(con)
     severity = con.execute("SELECT max(severity) FROM drift_reports WHERE partition = ?", [day]).fetchall()
     result = detect_concept_drift(
-        holdout[schema.LABEL_COLUMN].to_numpy(), predict_proba(model, holdout[list(MODEL_INPUTS)]),
-        recent[schema.LABEL_COLUMN].to_numpy(), predict_proba(model, recent[list(MODEL_INPUTS)]),
+        holdout[schema.FRAUD_LABEL_COLUMN].to_numpy(), predict_proba(model, holdout[list(MODEL_INPUTS)]),
+        recent[schema.FRAUD_LABEL_COLUMN].to_numpy(), predict_proba(model, recent[list(MODEL_INPUTS)]),
         config, covariate_severity=severity[0][0] if severity and severity[0][0] is not None else None)
     write_concept_drift_result(con, result, partition=day, reference_id=reference.reference_id,
                                model_id=reference.model_id)

@@ -154,7 +154,7 @@ def monitor_rollout_day(con: duckdb.DuckDBPyConnection, models_dir: Path, day: s
         "ORDER BY f.event_id", [day, recent_days, day]).fetchdf()
     inputs = recent[list(MODEL_INPUTS)]
     live = compare_live(
-        recent[schema.LABEL_COLUMN].to_numpy(),
+        recent[schema.FRAUD_LABEL_COLUMN].to_numpy(),
         predict_proba(load_model(models_dir, rollout.model_id), inputs),
         predict_proba(load_model(models_dir, rollout.previous_model_id), inputs),
         _complaints_ratio(con, day), tolerance=tolerance)

@@ -112,7 +112,7 @@ def _selection_bias(con: duckdb.DuckDBPyConnection, models_dir: Path, record: Mo
     window = window[window["day"] < window["day"].max()] if window["day"].nunique() > 1 else window
     scores = (predict_proba(load_model(models_dir, production.model_id), window[list(MODEL_INPUTS)])
               if production is not None else None)
-    return selection_bias_gate(window[schema.LABEL_COLUMN].notna().to_numpy(), scores)
+    return selection_bias_gate(window[schema.FRAUD_LABEL_COLUMN].notna().to_numpy(), scores)
 
 
 def evaluate_candidate(con: duckdb.DuckDBPyConnection, models_dir: Path, model_id: str,
@@ -129,16 +129,16 @@ def evaluate_candidate(con: duckdb.DuckDBPyConnection, models_dir: Path, model_i
         raise ValueError(f"model {model_id} has no data window; cannot find its holdout")
     frame = load_features(con, str(record.data_window_start), str(record.data_window_end), labelled_only=True)
     train, holdout = split_train_holdout(frame)
-    if holdout.empty or holdout[schema.LABEL_COLUMN].nunique() < 2:
+    if holdout.empty or holdout[schema.FRAUD_LABEL_COLUMN].nunique() < 2:
         raise ValueError(f"model {model_id}: holdout of its window has {len(holdout)} rows and "
-                         f"{holdout[schema.LABEL_COLUMN].nunique()} classes; cannot evaluate")
+                         f"{holdout[schema.FRAUD_LABEL_COLUMN].nunique()} classes; cannot evaluate")
     candidate_scores = predict_proba(load_model(models_dir, model_id), holdout[list(MODEL_INPUTS)])
     production = get_production(con)
     if production is not None and production.model_id == model_id:
         production = None
     production_scores = (predict_proba(load_model(models_dir, production.model_id), holdout[list(MODEL_INPUTS)])
                          if production is not None else None)
-    y = holdout[schema.LABEL_COLUMN].to_numpy()
+    y = holdout[schema.FRAUD_LABEL_COLUMN].to_numpy()
     in_shift, where = _local_shift_rows(con, record, holdout)
     if in_shift is None:
         accuracy_gates = [holdout_gate(y, candidate_scores, production_scores, metric=settings.metric,
@@ -162,7 +162,7 @@ def evaluate_candidate(con: duckdb.DuckDBPyConnection, models_dir: Path, model_i
         fairness_gate(y, candidate_scores, production_scores, holdout[schema.GROUP_COLUMN].to_numpy(),
                       metric="auc", tolerance=settings.fairness_tolerance,
                       max_gap_widening=settings.max_gap_widening, max_gap=settings.fairness_max_gap),
-        leakage_gate(train, train[schema.LABEL_COLUMN].to_numpy(),
+        leakage_gate(train, train[schema.FRAUD_LABEL_COLUMN].to_numpy(),
                      max_single_feature_auc=settings.max_single_feature_auc,
                      reference_auc=_reference_feature_aucs(production), max_jump=settings.leakage_max_jump,
                      batches=train["day"].astype(str).to_numpy()),

@@ -80,7 +80,7 @@ def _train(con: duckdb.DuckDBPyConnection, models_dir: Path, request: CandidateR
            train: pd.DataFrame, config: TrainingConfig) -> tuple[TrainedModel, str | None]:
     production = get_production(con)
     if request.training_path == "retrain":
-        return train_from_scratch(train[list(MODEL_INPUTS)], train[schema.LABEL_COLUMN], config), None
+        return train_from_scratch(train[list(MODEL_INPUTS)], train[schema.FRAUD_LABEL_COLUMN], config), None
     if production is None:
         raise ValueError("cannot fine-tune: no production model to start from (retrain instead)")
     base = load_model(models_dir, production.model_id)
@@ -89,9 +89,9 @@ def _train(con: duckdb.DuckDBPyConnection, models_dir: Path, request: CandidateR
     replay = load_features(con, str(replay_end - timedelta(days=4 * request.window_days)), str(replay_end),
                            labelled_only=True)
     replay = replay.loc[~holdout_mask(replay[schema.ID_COLUMN].to_numpy())]
-    model = fine_tune(base, train[list(MODEL_INPUTS)], train[schema.LABEL_COLUMN],
+    model = fine_tune(base, train[list(MODEL_INPUTS)], train[schema.FRAUD_LABEL_COLUMN],
                       replay[list(MODEL_INPUTS)] if len(replay) else None,
-                      replay[schema.LABEL_COLUMN] if len(replay) else None, config)
+                      replay[schema.FRAUD_LABEL_COLUMN] if len(replay) else None, config)
     return model, production.model_id
 
 
@@ -112,7 +112,7 @@ def build_candidate(con: duckdb.DuckDBPyConnection, models_dir: Path, request: C
     model, parent = _train(con, models_dir, request, train, config)
     pause_point(CANDIDATE_TRAINED)
     metrics = {"train_rows": len(train), "holdout_rows": len(holdout),
-               "train_positive_rate": float(np.mean(train[schema.LABEL_COLUMN])),
+               "train_positive_rate": float(np.mean(train[schema.FRAUD_LABEL_COLUMN])),
                "final_train_loss": model.final_train_loss, "steps": model.n_steps,
                "replay_rows": model.n_replay_rows}
     window = {"start": str(request.window_start), "end": str(request.window_end)}

@@ -143,13 +143,13 @@ def _scheduled_gates(con: duckdb.DuckDBPyConnection, models_dir: Path, day: str,
     end = parse_iso_day(day)
     frame = load_features(con, str(end - timedelta(days=online.gate_window_days - 1)), day, labelled_only=True)
     _, holdout = split_train_holdout(frame)
-    if holdout.empty or holdout[schema.LABEL_COLUMN].nunique() < 2:
+    if holdout.empty or holdout[schema.FRAUD_LABEL_COLUMN].nunique() < 2:
         return [GateResult("non_regression", True, "error", {"n": len(holdout)}, {},
                            "too few labelled holdout rows to judge the online chain yet")]
     inputs = holdout[list(MODEL_INPUTS)]
     current_scores = predict_proba(load_model(models_dir, model_id), inputs)
     anchor_scores = predict_proba(load_model(models_dir, anchor.model_id), inputs)
-    y = holdout[schema.LABEL_COLUMN].to_numpy()
+    y = holdout[schema.FRAUD_LABEL_COLUMN].to_numpy()
     scope = f"labelled holdout rows of {end - timedelta(days=online.gate_window_days - 1)}..{day} vs {anchor.model_id}"
     return [
         non_regression_gate(y, current_scores, anchor_scores, metric=settings.metric,
@@ -180,12 +180,12 @@ def apply_online_update(con: duckdb.DuckDBPyConnection, models_dir: Path, day: s
         return OnlineOutcome("skipped", production.model_id, f"labels of {day} already applied by {applied[0][0]}")
     rows = newly_labelled_features(con, day)
     train, _ = split_train_holdout(rows)
-    if len(train) < online.min_batch_rows or train[schema.LABEL_COLUMN].nunique() < 2:
+    if len(train) < online.min_batch_rows or train[schema.FRAUD_LABEL_COLUMN].nunique() < 2:
         return OnlineOutcome("skipped", production.model_id,
                              f"{len(train)} new labelled training rows on {day} (need {online.min_batch_rows}, "
                              "both classes)")
     base = load_model(models_dir, production.model_id)
-    model = online_update(base, train[list(MODEL_INPUTS)], train[schema.LABEL_COLUMN], config, online)
+    model = online_update(base, train[list(MODEL_INPUTS)], train[schema.FRAUD_LABEL_COLUMN], config, online)
     window_start, window_end = str(train["day"].min())[:10], str(train["day"].max())[:10]
     metrics: dict[str, Any] = {"train_rows": len(train), "final_train_loss": model.final_train_loss,
                                "steps": model.n_steps, "labels_arrival_day": day}
