@@ -52,4 +52,3 @@ def check_day_index(day_index: int) -> None:
     """A day index is a non-negative int (numpy ints included, bools not)."""
     if isinstance(day_index, bool) or not isinstance(day_index, (int, np.integer)) or day_index < 0:
         raise ValueError(f"day_index must be a non-negative int, got {day_index!r}")
-

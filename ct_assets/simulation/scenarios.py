@@ -270,4 +270,3 @@ def format_timeline(timeline: Timeline) -> str:
 def active_events(timeline: Timeline, day_index: int) -> Timeline:
     """The events of ``timeline`` in force on ``day_index``, in timeline order."""
     return tuple(event for event in timeline if event.active_on(day_index))
-

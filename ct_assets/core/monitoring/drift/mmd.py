@@ -84,4 +84,3 @@ def multivariate_mmd(reference: pd.DataFrame, current: pd.DataFrame, config: Dri
         n_dimensions=int(x_reference.shape[1]),
         seconds=time.perf_counter() - started,
     )
-

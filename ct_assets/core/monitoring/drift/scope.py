@@ -104,4 +104,3 @@ def decide_scope(
         return Scope("global", None, tuple(segments), max(traffic, max(loc.traffic_share for loc in localisations)))
     dimensions = [c for c in config.segment_columns if any(loc.dimension == c for loc in localisations)]
     return Scope("local", ",".join(dimensions), tuple(segments), _traffic_share(segments, segment_codes, n_current))
-

@@ -59,4 +59,3 @@ def score_severity(
     cut_offs = (config.severity_low, config.severity_medium, config.severity_high)
     level = SEVERITY_LEVELS[sum(score >= cut_off for cut_off in cut_offs)]
     return score, level, components
-

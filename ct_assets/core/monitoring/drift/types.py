@@ -19,7 +19,6 @@ UNCERTAINTY_FEATURE = "model_uncertainty"
 SEVERITY_LEVELS: tuple[str, ...] = ("none", "low", "medium", "high")  # in increasing order
 
 
-
 @dataclass(frozen=True)
 class DriftConfig:
     """Every knob of a drift report. Defaults suit daily batches of 2k-100k orders.

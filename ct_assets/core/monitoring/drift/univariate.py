@@ -165,4 +165,3 @@ def model_output_drift(
         )
     prediction, uncertainty = finalise(raw, config)
     return ModelOutputDrift(prediction=prediction, uncertainty=uncertainty)
-
