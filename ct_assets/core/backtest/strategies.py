@@ -5,9 +5,10 @@ model's history, and the drift/concept evidence it asked for) and returns a :cla
 It never trains or gates anything itself: the engine does, the same way for every strategy, so the
 compute accounting is uniform.
 
-``CTPolicy`` is the live policy: :func:`policy_evidence` fills the live :class:`~ct_assets.core.decision.policy.Evidence`
-from the replay state with the meaning ``core/evidence.py`` gives it from the warehouse, and the live
-:func:`~ct_assets.core.decision.policy.decide` chooses. One batch of the stream plays the role of one day.
+``CTPolicy`` is the live policy: :func:`policy_evidence` gathers the replay state's inputs and hands them to
+the live evidence rules (:func:`~ct_assets.core.decision.evidence_rules.build_evidence`, which the warehouse
+reader ``core/decision/evidence.py`` calls too), and the live :func:`~ct_assets.core.decision.policy.decide`
+chooses. One batch of the stream plays the role of one day.
 
 Example::
 
@@ -17,11 +18,11 @@ Example::
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ct_assets.core.decision.policy import Decision, Evidence, compute_budget_left, decide
+from ct_assets.core.decision import evidence_rules
+from ct_assets.core.decision.policy import Decision, Evidence, decide
 from ct_assets.core.decision.policy_config import (
     ACTION_ESCALATE,
     ACTION_FINE_TUNE,
@@ -34,12 +35,11 @@ from ct_assets.core.monitoring.drift.types import DriftReport
 from ct_assets.core.training.cost import ComputeCost
 
 ACTION_ONLINE = "online_update"
-ACTIONS: tuple[str, ...] = (ACTION_NONE, ACTION_FINE_TUNE, ACTION_RETRAIN, ACTION_ESCALATE, ACTION_ONLINE)
+# What a strategy may choose for a batch: the policy's actions and the online update.
+STRATEGY_ACTIONS: tuple[str, ...] = (ACTION_NONE, ACTION_FINE_TUNE, ACTION_RETRAIN, ACTION_ESCALATE,
+                                     ACTION_ONLINE)
 # Policy rules that react to evidence of change; the others (staleness, label accumulation) are schedules.
 DRIFT_RULES: frozenset[str] = frozenset({"drift_scope", "concept_drift", "falling_metric", "unseen_categories"})
-# The live evidence reader takes the median of this many recent measured runs as a path's cost estimate.
-COST_HISTORY_RUNS = 5
-AUC_METRIC = "auc"  # the policy's metric thresholds are in AUC points, whatever the backtest reports
 STRATEGY_NAMES: tuple[str, ...] = ("never", "periodic", "always_retrain", "always_finetune", "drift_retrain",
                                    "ct_policy", "online")
 
@@ -107,8 +107,8 @@ class StrategyDecision:
     evidence: Evidence | None = None
 
     def __post_init__(self) -> None:
-        if self.action not in ACTIONS:
-            raise ValueError(f"action must be one of {ACTIONS}, got {self.action!r}")
+        if self.action not in STRATEGY_ACTIONS:
+            raise ValueError(f"action must be one of {STRATEGY_ACTIONS}, got {self.action!r}")
 
 
 class Strategy(Protocol):
@@ -256,104 +256,75 @@ class Online:
 
 def policy_evidence(state: ReplayState, policy: PolicyConfig, risk_tier: str = "low",
                     recent_window_batches: int = 7) -> Evidence:
-    """The live policy's evidence for ``state``, each field with the meaning ``core/evidence.py`` gives it.
+    """The live policy's evidence for ``state``: the replay's inputs to the live evidence rules.
 
-    Drift: scope, severity, segments, drifted features and the largest unseen-category share of the
-    drift report. Concept drift: detected when the verdict is ``degraded``; the metric drop is the AUC
-    drop, counted only when its bootstrap interval lies wholly below zero. Labels: rows labelled since
-    the serving model's window, rows labelled since the current shift started (an unbroken run of
-    steps whose drift passed the policy's severity threshold or whose concept drift degraded), and
-    the labelled share of the last ``recent_window_batches`` batches. Model: age in batches since its
-    window ended (as days), fine-tunes since the last full retrain. Cost: the policy budget minus what
-    this strategy's trainings of the last ``period_days`` steps cost, and the median of its last
-    measured runs per path. No complaints stream exists here (rate at baseline), and streams carry no
-    regions, so jurisdiction sign-off rules do not apply.
+    Drift and concept drift: the state's drift report and concept-drift result. Labels: rows of the
+    labelled batches after the serving model's window, since the current shift started (over the
+    steps' monitoring signals), and of the last ``recent_window_batches`` batches. Model: batches
+    since its window ended (as days), fine-tunes since the last full retrain. Cost: what this
+    strategy's trainings of the last ``period_days`` steps cost, and its measured runs per path. No
+    complaints stream exists here (rate at baseline), and streams carry no regions, so jurisdiction
+    sign-off rules do not apply.
     """
-    drift = _drift_fields(state.drift_report)
-    concept = _concept_fields(state.concept_drift)
-    labels = _label_fields(state, policy, recent_window_batches)
-    cost = _cost_fields(state, policy)
-    return Evidence(
-        **drift, **concept, **labels, **cost,
-        complaint_alert=False,
-        complaint_rate_ratio=1.0,
-        production_model_age_days=float(max(0, state.step - state.model_window[1])),
-        fine_tunes_since_full_retrain=state.fine_tunes_since_full_retrain,
-        risk_tier=risk_tier,
-        production_model_exists=True,
-        evidence_ids={"backtest_step": str(state.step), "model_window": f"{state.model_window[0]}..{state.model_window[1]}"},
-    )
+    production = evidence_rules.ProductionSummary(
+        age_days=evidence_rules.model_age(state.step, state.model_window[1]),
+        fine_tunes_since_full_retrain=state.fine_tunes_since_full_retrain)
+    ids = {"backtest_step": str(state.step), "model_window": f"{state.model_window[0]}..{state.model_window[1]}"}
+    return evidence_rules.build_evidence(
+        policy, drift=_drift_summary(state.drift_report), concept=_concept_summary(state.concept_drift),
+        labels=_label_counts(state, policy, recent_window_batches), production=production,
+        cost=_cost_history(state, policy), inputs=evidence_rules.PolicyInputs(risk_tier=risk_tier, evidence_ids=ids))
 
 
-def _drift_fields(report: DriftReport | None) -> dict[str, object]:
+def _drift_summary(report: DriftReport | None) -> evidence_rules.DriftSummary:
     if report is None:
         raise ValueError("the policy needs the drift report in the replay state")
-    return {
-        "drift_scope": report.scope,
-        "drift_severity_score": float(report.severity),
-        "drift_severity_level": report.severity_level,
-        "affected_segments": tuple(report.affected_segments),
-        "drifted_features": tuple(report.drifted_features),
-        "unseen_category_share": float(max(report.unseen_share.values(), default=0.0)),
-    }
+    return evidence_rules.DriftSummary(report.scope, report.severity, report.severity_level,
+                                       tuple(report.affected_segments), tuple(report.drifted_features),
+                                       max(report.unseen_share.values(), default=0.0))
 
 
-def _concept_fields(result: ConceptDriftResult | None) -> dict[str, object]:
+def _concept_summary(result: ConceptDriftResult | None) -> evidence_rules.ConceptSummary:
     if result is None:
         raise ValueError("the policy needs the concept-drift result in the replay state")
-    metric_drop = 0.0
-    aucs = [shift for shift in result.metrics if shift.metric == AUC_METRIC]
-    # As in the live reader: a drop counts only when its CI lies wholly below zero.
-    if aucs and aucs[0].ci_high < 0:
-        metric_drop = float(aucs[0].reference_value - aucs[0].current_value)
-    return {"concept_drift_detected": result.concept_drift, "metric_drop": metric_drop,
-            "covariate_drift_small": bool(result.covariate_drift_small)}
+    aucs = [evidence_rules.MetricChange(shift.reference_value, shift.current_value, shift.ci_high)
+            for shift in result.metrics if shift.metric == evidence_rules.AUC_METRIC]
+    return evidence_rules.ConceptSummary(degraded=result.concept_drift,
+                                         covariate_drift_small=bool(result.covariate_drift_small),
+                                         auc=aucs[0] if aucs else None)
 
 
-def _shift_start(signals: tuple[StepSignal, ...], policy: PolicyConfig) -> int | None:
-    """First batch of the unbroken run of shifted steps ending with the newest signal, or None."""
-    start = None
-    for signal in reversed(signals):
-        shifted = (signal.drift_scope != "none" and signal.drift_severity >= policy.drift.min_severity_score) \
-            or signal.concept_degraded
-        if not shifted or (start is not None and signal.batch != start - 1):
-            break
-        start = signal.batch
-    return start
-
-
-def _label_fields(state: ReplayState, policy: PolicyConfig, recent_window_batches: int) -> dict[str, object]:
+def _label_counts(state: ReplayState, policy: PolicyConfig, recent_window_batches: int) -> evidence_rules.LabelCounts:
     rows = state.rows_per_batch
     newest = state.newest_labelled_batch
 
     def labelled_from(first: int) -> int:
         return int(sum(rows[max(0, first):newest + 1]))
 
-    new_labels = labelled_from(state.model_window[1] + 1)
-    start = _shift_start(state.signals, policy)
-    regime_rows = new_labels if start is None else labelled_from(start)
+    shifted = {signal.batch for signal in state.signals if evidence_rules.is_shifted(
+        signal.drift_scope, signal.drift_severity, signal.concept_degraded, policy)}
+    start = evidence_rules.shift_start(shifted, state.step)
     window_first = max(0, state.step - recent_window_batches + 1)
-    window_rows = sum(rows[window_first:state.step + 1])
-    window_labelled = sum(rows[window_first:newest + 1])
-    coverage = min(1.0, window_labelled / window_rows) if window_rows else 0.0
-    return {"new_labels_since_training": new_labels, "labelled_rows_new_regime": regime_rows,
-            "label_coverage_recent": float(coverage)}
+    return evidence_rules.LabelCounts(since_training=labelled_from(state.model_window[1] + 1),
+                                      since_shift_start=None if start is None else labelled_from(start),
+                                      recent_labelled=int(sum(rows[window_first:newest + 1])),
+                                      recent_orders=int(sum(rows[window_first:state.step + 1])))
 
 
 def _cost_in_unit(cost: ComputeCost, policy: PolicyConfig) -> float:
     return cost.cpu_seconds if policy.cost.unit == "cpu_seconds" else cost.energy_kwh
 
 
-def _cost_fields(state: ReplayState, policy: PolicyConfig) -> dict[str, object]:
+def _cost_history(state: ReplayState, policy: PolicyConfig) -> evidence_rules.CostHistory:
+    """Spent in the budget period, and every measured run per path, newest first."""
     period_first = state.step - policy.cost.period_days + 1
+    newest_first = state.trainings[::-1]
+
+    def costs(path: str) -> tuple[float, ...]:
+        return tuple(_cost_in_unit(run.cost, policy) for run in newest_first if run.path == path)
+
     spent = sum(_cost_in_unit(run.cost, policy) for run in state.trainings if run.step >= period_first)
-    estimates: dict[str, float | None] = {}
-    for path in ("retrain", "fine_tune"):
-        measured = [_cost_in_unit(run.cost, policy) for run in state.trainings if run.path == path]
-        recent = measured[-COST_HISTORY_RUNS:]
-        estimates[path] = float(statistics.median(recent)) if recent else None
-    return {"compute_budget_left": compute_budget_left(max(0.0, spent), policy),
-            "retrain_cost_estimate": estimates["retrain"], "fine_tune_cost_estimate": estimates["fine_tune"]}
+    return evidence_rules.CostHistory(spent, costs("retrain"), costs("fine_tune"))
 
 
 def default_strategies(policy: PolicyConfig, periodic_every: int = 7,

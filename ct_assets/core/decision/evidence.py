@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import math
-import statistics
 from collections.abc import Mapping
 from dataclasses import fields
 from datetime import date, timedelta
@@ -44,16 +43,32 @@ from typing import Any
 import duckdb
 
 from ct_assets.core.common import has_table, parse_iso_day
-from ct_assets.core.data import schema
-from ct_assets.core.decision.policy import Evidence, compute_budget_left
+from ct_assets.core.decision.evidence_rules import (
+    AUC_METRIC,
+    COST_HISTORY_RUNS,
+    TRAINING_PATHS,
+    ComplaintSummary,
+    ConceptSummary,
+    CostHistory,
+    DriftSummary,
+    LabelCounts,
+    MetricChange,
+    PolicyInputs,
+    ProductionSummary,
+    affected_regions,
+    build_evidence,
+    drop_counts,
+    is_shifted,
+    model_age,
+    shift_start,
+)
+from ct_assets.core.decision.policy import Evidence
 from ct_assets.core.decision.policy_config import PolicyConfig
 from ct_assets.core.release.registry import ModelRecord, chain_root, get_model, get_production
 
 logger = logging.getLogger(__name__)
 
 NOTE_PREFIX = "note:"
-AUC_METRIC = "auc"  # the policy's metric thresholds are in AUC points
-COST_HISTORY_RUNS = 5  # measured runs per training path whose median is the cost estimate
 DIVERGENCE_METRIC = "fine_tune_divergence"  # key of a fine-tuned model's metrics holding its divergence
 # Registry column holding a run's cost in each policy cost unit (identifiers, never user values).
 _COST_COLUMNS: dict[str, str] = {"cpu_seconds": "cpu_s", "kwh": "energy_kwh"}
@@ -81,17 +96,17 @@ def gather_evidence(
     ids: dict[str, str] = {}
     notes: dict[str, str] = {}
 
-    drift = _drift_evidence(con, day, ids, notes)
+    drift, report_model_id = _drift_evidence(con, day, ids, notes)
     concept = _concept_evidence(con, day, ids, notes)
     complaints = _complaint_evidence(con, day, ids, notes)
     production = get_production(con) if has_table(con, "model_registry") else None
     model = _production_evidence(production, as_of, con, ids, notes)
-    if production is not None and drift["report_model_id"] not in (None, production.model_id):
-        notes["drift_model"] = (f"the drift report compared traffic with model {drift['report_model_id']}, "
+    if production is not None and report_model_id not in (None, production.model_id):
+        notes["drift_model"] = (f"the drift report compared traffic with model {report_model_id}, "
                                 f"not the current production model {production.model_id}")
     labels = _label_evidence(con, as_of, production, config, recent_window_days, notes)
     cost = _cost_evidence(con, as_of, config, notes)
-    regions = _affected_regions(drift["drift_scope"], drift["affected_segments"])
+    regions = affected_regions(drift.scope, drift.affected_segments)
     signoff = [region for region in regions if region in config.jurisdiction.signoff_regions]
     if signoff:
         notes["jurisdiction"] = f"affected regions {', '.join(signoff)} require human sign-off by regulation"
@@ -99,34 +114,10 @@ def gather_evidence(
     for source, note in notes.items():
         logger.info("evidence for %s: %s", day, note)
     evidence_ids = {**ids, **{f"{NOTE_PREFIX}{source}": note for source, note in notes.items()}}
-    return Evidence(
-        drift_scope=drift["drift_scope"],
-        drift_severity_score=drift["drift_severity_score"],
-        drift_severity_level=drift["drift_severity_level"],
-        affected_segments=drift["affected_segments"],
-        drifted_features=drift["drifted_features"],
-        unseen_category_share=drift["unseen_category_share"],
-        concept_drift_detected=concept["concept_drift_detected"],
-        metric_drop=concept["metric_drop"],
-        covariate_drift_small=concept["covariate_drift_small"],
-        complaint_alert=complaints["complaint_alert"],
-        complaint_rate_ratio=complaints["complaint_rate_ratio"],
-        new_labels_since_training=labels["new_labels_since_training"],
-        label_coverage_recent=labels["label_coverage_recent"],
-        labelled_rows_new_regime=labels["labelled_rows_new_regime"],
-        production_model_age_days=model["production_model_age_days"],
-        fine_tunes_since_full_retrain=model["fine_tunes_since_full_retrain"],
-        fine_tune_divergence=model["fine_tune_divergence"],
-        compute_budget_left=cost["compute_budget_left"],
-        retrain_cost_estimate=cost["retrain_cost_estimate"],
-        fine_tune_cost_estimate=cost["fine_tune_cost_estimate"],
-        risk_tier=risk_tier,
-        production_model_exists=production is not None,
-        affected_regions=regions,
-        architecture_change_required=architecture_change_required,
-        rapid_rollback_needed=rapid_rollback_needed,
-        evidence_ids=evidence_ids,
-    )
+    inputs = PolicyInputs(risk_tier=risk_tier, architecture_change_required=architecture_change_required,
+                          rapid_rollback_needed=rapid_rollback_needed, evidence_ids=evidence_ids)
+    return build_evidence(config, drift=drift, concept=concept, complaints=complaints, labels=labels,
+                          production=model, cost=cost, regions=regions, inputs=inputs)
 
 
 def evidence_to_dict(evidence: Evidence) -> dict[str, Any]:
@@ -154,68 +145,56 @@ def evidence_notes(evidence: Evidence) -> dict[str, str]:
 
 
 def _drift_evidence(con: duckdb.DuckDBPyConnection, day: str, ids: dict[str, str],
-                    notes: dict[str, str]) -> dict[str, Any]:
-    neutral: dict[str, Any] = {"drift_scope": "none", "drift_severity_score": 0.0, "drift_severity_level": "none",
-                               "affected_segments": (), "drifted_features": (), "unseen_category_share": 0.0,
-                               "report_model_id": None}
-    rows = _fetch(con, "drift_reports",
+                    notes: dict[str, str]) -> tuple[DriftSummary, str | None]:
+    """The day's newest drift report, and the model whose training rows it compared traffic with."""
+    row = _latest(con, "drift_reports",
                   "SELECT report_id, reference_id, model_id, scope, severity, severity_level, affected_segments, "
                   "drifted_features, max_unseen_share FROM drift_reports WHERE partition = ? "
-                  "ORDER BY created_at DESC LIMIT 1", [day])
-    if not rows:
+                  "ORDER BY created_at DESC LIMIT 1", day)
+    if row is None:
         notes["drift"] = f"no drift report for {day}: drift treated as none"
-        return neutral
-    report_id, reference_id, model_id, scope, severity, level, segments, drifted, unseen = rows[0]
+        return DriftSummary(), None
+    report_id, reference_id, model_id, scope, severity, level, segments, drifted, unseen = row
     ids["drift_report_id"] = report_id
     ids["drift_reference_id"] = reference_id
-    return {
-        "drift_scope": scope, "drift_severity_score": float(severity), "drift_severity_level": level,
-        "affected_segments": tuple(segments or ()), "drifted_features": tuple(drifted or ()),
-        "unseen_category_share": 0.0 if unseen is None or math.isnan(unseen) else float(unseen),
-        "report_model_id": model_id,
-    }
+    summary = DriftSummary(scope, float(severity), level, tuple(segments or ()), tuple(drifted or ()),
+                           0.0 if unseen is None or math.isnan(unseen) else float(unseen))
+    return summary, model_id
 
 
 def _concept_evidence(con: duckdb.DuckDBPyConnection, day: str, ids: dict[str, str],
-                      notes: dict[str, str]) -> dict[str, Any]:
+                      notes: dict[str, str]) -> ConceptSummary:
     rows = _fetch(con, "concept_drift_results",
                   "SELECT verdict, metric, reference_value, current_value, ci_high, covariate_drift_small, "
                   "reference_id FROM concept_drift_results WHERE partition = ? ORDER BY metric", [day])
     if not rows:
         notes["concept_drift"] = f"no concept drift result for {day}: no concept drift and no metric drop assumed"
-        return {"concept_drift_detected": False, "metric_drop": 0.0, "covariate_drift_small": False}
+        return ConceptSummary()
     verdict, covariate_small, reference_id = rows[0][0], rows[0][5], rows[0][6]
     ids["concept_drift_reference_id"] = reference_id
     if verdict == "insufficient_labels":
         notes["concept_drift"] = f"concept drift not testable on {day}: too few labelled rows"
     if covariate_small is None:
         notes["covariate_drift"] = "covariate drift size unknown (no drift severity): not treated as small"
-    auc = [row for row in rows if row[1] == AUC_METRIC]
-    metric_drop = 0.0
-    if auc and None not in (auc[0][2], auc[0][3], auc[0][4]):
-        _, _, reference_value, current_value, ci_high, _, _ = auc[0]
-        # A drop counts only when the bootstrap CI of (current - reference) lies wholly below zero:
-        # a point estimate inside its noise must not trigger the falling-metric rule.
-        if ci_high < 0:
-            metric_drop = float(reference_value - current_value)
-        else:
-            notes["metric"] = (f"AUC change {current_value - reference_value:+.4f} is within its confidence "
-                               "interval: no metric drop")
-    elif verdict != "insufficient_labels":
+    auc_rows = [row for row in rows if row[1] == AUC_METRIC]
+    auc = MetricChange(*auc_rows[0][2:5]) if auc_rows and None not in auc_rows[0][2:5] else None
+    if auc is not None and not drop_counts(auc):
+        notes["metric"] = (f"AUC change {auc.current_value - auc.reference_value:+.4f} is within its confidence "
+                           "interval: no metric drop")
+    elif auc is None and verdict != "insufficient_labels":
         notes["metric"] = f"no AUC in the concept drift result of {day}: no metric drop assumed"
-    return {"concept_drift_detected": verdict == "degraded", "metric_drop": metric_drop,
-            "covariate_drift_small": bool(covariate_small)}
+    return ConceptSummary(degraded=verdict == "degraded", covariate_drift_small=bool(covariate_small), auc=auc)
 
 
 def _complaint_evidence(con: duckdb.DuckDBPyConnection, day: str, ids: dict[str, str],
-                        notes: dict[str, str]) -> dict[str, Any]:
-    rows = _fetch(con, "complaint_results",
+                        notes: dict[str, str]) -> ComplaintSummary:
+    row = _latest(con, "complaint_results",
                   "SELECT alert, rate_ratio, status, rate, baseline_orders, baseline_complaints "
-                  "FROM complaint_results WHERE partition = ? ORDER BY created_at DESC LIMIT 1", [day])
-    if not rows:
+                  "FROM complaint_results WHERE partition = ? ORDER BY created_at DESC LIMIT 1", day)
+    if row is None:
         notes["complaints"] = f"no complaint result for {day}: complaint rate treated as at baseline"
-        return {"complaint_alert": False, "complaint_rate_ratio": 1.0}
-    alert, ratio, status, rate, baseline_orders, baseline_complaints = rows[0]
+        return ComplaintSummary()
+    alert, ratio, status, rate, baseline_orders, baseline_complaints = row
     ids["complaint_partition"] = day
     if ratio is None or math.isnan(ratio):
         notes["complaints"] = f"complaint rate ratio unavailable ({status}): treated as 1"
@@ -224,28 +203,24 @@ def _complaint_evidence(con: duckdb.DuckDBPyConnection, day: str, ids: dict[str,
         ratio = rate / ((baseline_complaints + _ZERO_BASELINE_COMPLAINTS) / baseline_orders)
         notes["complaints"] = (f"no complaints in the baseline: rate ratio estimated as {ratio:.3g} with "
                                f"{_ZERO_BASELINE_COMPLAINTS} baseline complaints")
-    return {"complaint_alert": bool(alert), "complaint_rate_ratio": float(ratio)}
+    return ComplaintSummary(bool(alert), float(ratio))
 
 
 def _production_evidence(production: ModelRecord | None, as_of: date, con: duckdb.DuckDBPyConnection,
-                         ids: dict[str, str], notes: dict[str, str]) -> dict[str, Any]:
+                         ids: dict[str, str], notes: dict[str, str]) -> ProductionSummary | None:
     if production is None:
         notes["production_model"] = "no production model: age and fine-tune chain are 0"
-        return {"production_model_age_days": 0.0, "fine_tunes_since_full_retrain": 0, "fine_tune_divergence": None}
+        return None
     ids["production_model_id"] = production.model_id
-    age = float((as_of - _model_day(production)).days)
-    if age < 0:
+    if _model_day(production) > as_of:
         notes["production_model_age"] = (f"production model's data ends after {as_of} "
                                          f"({_model_day(production)}): age taken as 0")
-        age = 0.0
     divergence = production.metrics.get(DIVERGENCE_METRIC) if production.training_path == "fine_tune" else None
     if not isinstance(divergence, (int, float)) or isinstance(divergence, bool) or not math.isfinite(divergence):
         divergence = None
-    return {"production_model_age_days": age,
-            "fine_tunes_since_full_retrain": _fine_tune_attempts(con, production, notes),
-            "fine_tune_divergence": None if divergence is None else float(divergence)}
-
-
+    return ProductionSummary(age_days=model_age(as_of.toordinal(), _model_day(production).toordinal()),
+                             fine_tunes_since_full_retrain=_fine_tune_attempts(con, production, notes),
+                             fine_tune_divergence=None if divergence is None else float(divergence))
 def _fine_tune_attempts(con: duckdb.DuckDBPyConnection, production: ModelRecord, notes: dict[str, str]) -> int:
     """Fine-tunes since the last full retrain: the promoted chain plus fine-tune candidates the gates
     rejected since that retrain. Counting failures too means repeated fine-tunes that cannot fix a
@@ -283,11 +258,11 @@ def _fine_tune_chain(con: duckdb.DuckDBPyConnection, production: ModelRecord, no
 
 
 def _label_evidence(con: duckdb.DuckDBPyConnection, as_of: date, production: ModelRecord | None,
-                    config: PolicyConfig, recent_window_days: int, notes: dict[str, str]) -> dict[str, Any]:
-    """Label counts as of ``as_of``: since training, for the current regime, and coverage of the recent window."""
+                    config: PolicyConfig, recent_window_days: int, notes: dict[str, str]) -> LabelCounts:
+    """Label counts as of ``as_of``: since training, since the current shift, and in the recent window."""
     if not has_table(con, "labels"):
         notes["labels"] = "no labels table: no labels counted"
-        return {"new_labels_since_training": 0, "labelled_rows_new_regime": 0, "label_coverage_recent": 0.0}
+        return LabelCounts()
 
     def labels_from(first_event_day: date | None) -> int:
         if first_event_day is None:
@@ -297,13 +272,9 @@ def _label_evidence(con: duckdb.DuckDBPyConnection, as_of: date, production: Mod
 
     # Labels of events the production model never trained on; every label for a first model.
     since_training = None if production is None else _model_day(production) + timedelta(days=1)
-    new_labels = labels_from(since_training)
-    shift_start = _shift_start(con, as_of, config) if production is not None else None
-    if shift_start is None:
-        regime_rows = new_labels  # no ongoing shift: the new regime is everything since training
-    else:
-        regime_rows = labels_from(shift_start)
-        notes["new_regime"] = f"the current shift started on {shift_start}: labels counted from then"
+    start = _shift_start(con, as_of, config) if production is not None else None
+    if start is not None:
+        notes["new_regime"] = f"the current shift started on {start}: labels counted from then"
 
     window_start = as_of - timedelta(days=recent_window_days - 1)
     labelled = _count(con, "SELECT count(*) FROM labels WHERE arrival_day <= ? AND event_day BETWEEN ? AND ?",
@@ -312,36 +283,31 @@ def _label_evidence(con: duckdb.DuckDBPyConnection, as_of: date, production: Mod
               if has_table(con, "raw_events") else 0)
     if orders == 0:
         notes["label_coverage"] = f"no orders in {window_start}..{as_of}: label coverage 0"
-    coverage = min(1.0, labelled / orders) if orders else 0.0
-    return {"new_labels_since_training": new_labels, "labelled_rows_new_regime": regime_rows,
-            "label_coverage_recent": coverage}
+    return LabelCounts(since_training=labels_from(since_training),
+                       since_shift_start=None if start is None else labels_from(start),
+                       recent_labelled=labelled, recent_orders=orders)
 
 
 def _shift_start(con: duckdb.DuckDBPyConnection, as_of: date, config: PolicyConfig) -> date | None:
-    """First day of the unbroken run of shifted days ending on ``as_of`` (None if ``as_of`` is not shifted).
-
-    A day is shifted when its drift report passes the policy's drift threshold with a non-``none`` scope
-    or its concept drift verdict is ``degraded``; a day without a report ends the run.
-    """
-    shifted = {row[0] for row in _fetch(
-        con, "drift_reports", "SELECT partition FROM drift_reports WHERE partition <= ? AND scope <> 'none' "
-        "AND severity >= ?", [as_of.isoformat(), config.drift.min_severity_score])}
-    shifted |= {row[0] for row in _fetch(
-        con, "concept_drift_results", "SELECT DISTINCT partition FROM concept_drift_results "
-        "WHERE partition <= ? AND verdict = 'degraded'", [as_of.isoformat()])}
-    start, current = None, as_of
-    while current.isoformat() in shifted:
-        start, current = current, current - timedelta(days=1)
-    return start
+    """First day of the unbroken run of shifted days ending on ``as_of`` (None if ``as_of`` is not shifted);
+    a day is shifted when one of its drift reports or concept drift results says so (:func:`is_shifted`)."""
+    reports = _fetch(con, "drift_reports", "SELECT partition, scope, severity FROM drift_reports "
+                     "WHERE partition <= ?", [as_of.isoformat()])
+    degraded = _fetch(con, "concept_drift_results", "SELECT DISTINCT partition FROM concept_drift_results "
+                      "WHERE partition <= ? AND verdict = 'degraded'", [as_of.isoformat()])
+    shifted = {parse_iso_day(day).toordinal() for day, scope, severity in reports
+               if is_shifted(scope, severity, False, config)}
+    shifted |= {parse_iso_day(row[0]).toordinal() for row in degraded}
+    start = shift_start(shifted, as_of.toordinal())
+    return None if start is None else date.fromordinal(start)
 
 
 def _cost_evidence(con: duckdb.DuckDBPyConnection, as_of: date, config: PolicyConfig,
-                   notes: dict[str, str]) -> dict[str, Any]:
-    """Budget left in the period ending on ``as_of`` and the median measured cost of each training path."""
+                   notes: dict[str, str]) -> CostHistory:
+    """What the runs of the budget period ending on ``as_of`` spent, and the newest measured runs per path."""
     if not has_table(con, "model_registry"):
         notes["cost"] = "no model registry: nothing spent, default cost estimates"
-        return {"compute_budget_left": compute_budget_left(0.0, config),
-                "retrain_cost_estimate": None, "fine_tune_cost_estimate": None}
+        return CostHistory()
     column = _COST_COLUMNS[config.cost.unit]
     model_day = "coalesce(data_window_end, CAST(created_at AS DATE))"
     period_start = as_of - timedelta(days=config.cost.period_days - 1)
@@ -350,38 +316,24 @@ def _cost_evidence(con: duckdb.DuckDBPyConnection, as_of: date, config: PolicyCo
         f"WHERE {model_day} BETWEEN ? AND ?", [period_start, as_of]).fetchall()[0]
     if unmeasured:
         notes["cost"] = f"{unmeasured} of {runs} runs in {period_start}..{as_of} have no measured {config.cost.unit}"
-    estimates: dict[str, float | None] = {}
-    for path in ("retrain", "fine_tune"):
-        costs = [row[0] for row in con.execute(
-            f"SELECT {column} FROM model_registry WHERE training_path = ? AND {column} IS NOT NULL "
-            f"AND {model_day} <= ? ORDER BY {model_day} DESC, created_at DESC LIMIT ?",
-            [path, as_of, COST_HISTORY_RUNS]).fetchall()]
-        estimates[path] = float(statistics.median(costs)) if costs else None
-    return {"compute_budget_left": compute_budget_left(max(0.0, float(spent)), config),
-            "retrain_cost_estimate": estimates["retrain"], "fine_tune_cost_estimate": estimates["fine_tune"]}
-
-
-def _affected_regions(scope: str, segments: tuple[str, ...]) -> tuple[str, ...]:
-    """Regions whose traffic shifted: the named regions of a region-only local shift, else every region.
-
-    A global shift, or a local one along another dimension (a category, a protected group), reaches
-    orders in every region, so every region's sign-off rule applies.
-    """
-    if scope == "none":
-        return ()
-    prefix = "region="
-    if scope == "local" and segments and all(segment.startswith(prefix) for segment in segments):
-        return tuple(segment[len(prefix):] for segment in segments)
-    return schema.REGIONS
+    measured = {path: tuple(float(row[0]) for row in con.execute(
+        f"SELECT {column} FROM model_registry WHERE training_path = ? AND {column} IS NOT NULL "
+        f"AND {model_day} <= ? ORDER BY {model_day} DESC, created_at DESC LIMIT ?",
+        [path, as_of, COST_HISTORY_RUNS]).fetchall()) for path in TRAINING_PATHS}
+    return CostHistory(float(spent), measured["retrain"], measured["fine_tune"])
 
 
 # --- helpers -------------------------------------------------------------------------------------------
 
 
-
 def _model_day(record: ModelRecord) -> date:
     return record.data_window_end if record.data_window_end is not None else record.created_at.date()
 
+
+def _latest(con: duckdb.DuckDBPyConnection, table: str, sql: str, day: str) -> tuple[Any, ...] | None:
+    """The one row ``sql`` selects for ``day`` over ``table``, or None (no row, or no table yet)."""
+    rows = _fetch(con, table, sql, [day])
+    return rows[0] if rows else None
 
 
 def _fetch(con: duckdb.DuckDBPyConnection, table: str, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:

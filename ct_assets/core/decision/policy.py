@@ -2,7 +2,7 @@
 
 ``decide(evidence, config)`` returns one of ``none | fine_tune | retrain | escalate_to_human`` with the
 plain-language reason of every rule that fired. Each criterion is a named rule (a small ``rule_*``
-function); every threshold comes from ``ct_assets/policy.toml`` (see ``core/policy_config.py``).
+function); every threshold comes from ``ct_assets/policy.toml`` (see ``core/decision/policy_config.py``).
 
 Combination order
 -----------------
@@ -59,9 +59,9 @@ from ct_assets.core.decision.policy_config import (
     ACTION_RETRAIN,
     PolicyConfig,
 )
+from ct_assets.core.monitoring.drift.report import SEVERITY_LEVELS
 
 DRIFT_SCOPES: tuple[str, ...] = ("none", "local", "global")
-SEVERITY_LEVELS: tuple[str, ...] = ("none", "low", "medium", "high")
 RISK_TIERS: tuple[str, ...] = ("low", "high")
 # Evidence rules are combined by taking the strongest action any of them asks for.
 _STRENGTH: dict[str, int] = {ACTION_NONE: 0, ACTION_FINE_TUNE: 1, ACTION_RETRAIN: 2}

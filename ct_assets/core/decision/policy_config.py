@@ -1,7 +1,9 @@
 """Load and validate the retrain-vs-fine-tune policy thresholds (``ct_assets/policy.toml``).
 
-Every threshold the decision policy (``core/policy.py``) uses lives in that one TOML file. This module
-parses it with :mod:`tomllib` into a frozen :class:`PolicyConfig`, one frozen dataclass per TOML table.
+Every threshold the decision policy (``core/decision/policy.py``) uses lives in that one TOML file. This module
+parses it with :mod:`tomllib` into a frozen :class:`PolicyConfig`, one frozen dataclass per TOML table
+(``*Thresholds`` for the tables that hold one rule's thresholds; the monitoring tests' own settings are
+``DriftConfig``, ``ConceptDriftConfig`` and ``ComplaintConfig`` in ``core/monitoring``).
 Validation is strict so a typo cannot silently switch a rule off: an unknown key, a missing key, a value
 of the wrong type or out of range each raise ``ValueError`` naming the dotted key (``labels.min_rows_for_retrain``).
 
@@ -39,21 +41,21 @@ def _bounds(minimum: float | None = None, maximum: float | None = None,
 
 
 @dataclass(frozen=True)
-class DriftConfig:
+class DriftThresholds:
     """Thresholds of the drift-scope rule."""
 
     min_severity_score: float = _bounds(0.0, 1.0)
 
 
 @dataclass(frozen=True)
-class ConceptDriftConfig:
+class ConceptDriftThresholds:
     """Thresholds of the concept-drift rule."""
 
     min_metric_drop: float = _bounds(0.0, 1.0)
 
 
 @dataclass(frozen=True)
-class MetricConfig:
+class MetricThresholds:
     """Thresholds of the falling-metric rule (drops in the evaluation metric's own units)."""
 
     fine_tune_drop: float = _bounds(0.0, 1.0)
@@ -61,21 +63,21 @@ class MetricConfig:
 
 
 @dataclass(frozen=True)
-class ComplaintsConfig:
+class ComplaintThresholds:
     """Thresholds of the rising-complaints rule."""
 
     min_rate_ratio: float = _bounds(1.0)
 
 
 @dataclass(frozen=True)
-class UnseenCategoriesConfig:
+class UnseenCategoryThresholds:
     """Thresholds of the unseen-categories rule."""
 
     fine_tune_share: float = _bounds(0.0, 1.0)
 
 
 @dataclass(frozen=True)
-class LabelsConfig:
+class LabelThresholds:
     """Thresholds of the label rules (accumulation trigger and sufficiency constraint)."""
 
     accumulated_trigger: int = _bounds(1)
@@ -138,12 +140,12 @@ class PolicyConfig:
     """
 
     version: str
-    drift: DriftConfig
-    concept_drift: ConceptDriftConfig
-    metric: MetricConfig
-    complaints: ComplaintsConfig
-    unseen_categories: UnseenCategoriesConfig
-    labels: LabelsConfig
+    drift: DriftThresholds
+    concept_drift: ConceptDriftThresholds
+    metric: MetricThresholds
+    complaints: ComplaintThresholds
+    unseen_categories: UnseenCategoryThresholds
+    labels: LabelThresholds
     staleness: StalenessConfig
     technical_debt: TechnicalDebtConfig
     cost: CostConfig
@@ -153,12 +155,12 @@ class PolicyConfig:
 
 
 _SECTIONS: dict[str, type] = {
-    "drift": DriftConfig,
-    "concept_drift": ConceptDriftConfig,
-    "metric": MetricConfig,
-    "complaints": ComplaintsConfig,
-    "unseen_categories": UnseenCategoriesConfig,
-    "labels": LabelsConfig,
+    "drift": DriftThresholds,
+    "concept_drift": ConceptDriftThresholds,
+    "metric": MetricThresholds,
+    "complaints": ComplaintThresholds,
+    "unseen_categories": UnseenCategoryThresholds,
+    "labels": LabelThresholds,
     "staleness": StalenessConfig,
     "technical_debt": TechnicalDebtConfig,
     "cost": CostConfig,
