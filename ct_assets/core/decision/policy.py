@@ -59,7 +59,7 @@ from ct_assets.core.decision.policy_config import (
     ACTION_RETRAIN,
     PolicyConfig,
 )
-from ct_assets.core.monitoring.drift.report import SEVERITY_LEVELS
+from ct_assets.core.monitoring.drift.types import SEVERITY_LEVELS
 
 DRIFT_SCOPES: tuple[str, ...] = ("none", "local", "global")
 RISK_TIERS: tuple[str, ...] = ("low", "high")
