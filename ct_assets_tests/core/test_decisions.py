@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import doctest
 from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from ct_assets.core.decision import records as decisions
 from ct_assets.core.decision.evidence import evidence_to_dict, gather_evidence
 from ct_assets.core.decision.policy import Evidence, decide
 from ct_assets.core.decision.policy_config import PolicyConfig
@@ -135,7 +133,3 @@ def test_gathered_evidence_on_an_empty_warehouse_records_a_bootstrap_wait(tmp_pa
                                gather_evidence(con, "2024-03-14", config)).decision_id == record.decision_id
     assert record.action == "none" and record.fired_rules == ("bootstrap", "labels_scarce")
     assert "note:drift" in record.evidence_ids and "drift_report_id" not in record.evidence_ids
-
-
-def test_docstring_examples() -> None:
-    assert doctest.testmod(decisions, optionflags=doctest.ELLIPSIS).failed == 0
