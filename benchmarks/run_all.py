@@ -17,12 +17,11 @@ from pathlib import Path
 
 import duckdb
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
 from ct_assets.core.data.features import build_features, load_features
 from ct_assets.core.data.ingest import ingest_events
 from ct_assets.simulation.simulator import SimulatorConfig, parse_timeline, write_history
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def median_seconds(fn, repeat: int) -> float:
