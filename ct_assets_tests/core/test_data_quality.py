@@ -1,6 +1,5 @@
 """The data-quality checks on real warehouse tables: each passing, failing, and at its threshold."""
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -13,12 +12,6 @@ from ct_assets.core.monitoring.store import ensure_drift_tables
 from ct_assets_tests.builders import events_frame, labels_frame, write_parquet
 
 DAY = "2025-01-10"
-
-
-@pytest.fixture
-def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as connection:
-        yield connection
 
 
 @pytest.fixture

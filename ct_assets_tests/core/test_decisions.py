@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -34,12 +33,10 @@ LOCAL_SHIFT = Evidence(
 
 
 @pytest.fixture()
-def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    connection = duckdb.connect(str(tmp_path / "ct.duckdb"))
-    ensure_decision_tables(connection)
-    ensure_decision_tables(connection)  # idempotent
-    yield connection
-    connection.close()
+def con(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    ensure_decision_tables(con)
+    ensure_decision_tables(con)  # idempotent
+    return con
 
 
 def test_record_round_trips_the_decision_and_the_evidence(con: duckdb.DuckDBPyConnection,
