@@ -35,9 +35,6 @@ from pathlib import Path
 import duckdb
 from tabulate import tabulate
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
 from ct_assets.core.backtest.catalog import (
     strategy_table,
     stream_cases,
@@ -48,6 +45,8 @@ from ct_assets.core.backtest.plot import write_backtest_plot
 from ct_assets.core.backtest.store import write_backtest
 from ct_assets.core.backtest.stream import Stream
 from ct_assets.core.backtest.targets import TargetCheck, check_targets
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def hindsight_table(result: BacktestResult) -> str:

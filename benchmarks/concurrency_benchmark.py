@@ -22,16 +22,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from ct_assets_tests.reliability.daemon_harness import (
+from ct_assets_tests.harness.scenarios import (
     AnalystsOutcome,
     WritersOutcome,
     run_analysts_scenario,
     run_writers_scenario,
 )
-from ct_assets_tests.reliability.writers_location import (
+from ct_assets_tests.harness.writers_location import (
     EXECUTORS,
     SELECTIONS,
     job_name,

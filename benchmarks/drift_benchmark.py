@@ -29,9 +29,6 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
 from ct_assets.core.data import schema
 from ct_assets.core.data.features import features_from_events
 from ct_assets.core.monitoring.drift.report import build_drift_report
@@ -39,6 +36,8 @@ from ct_assets.core.monitoring.drift.types import DriftConfig, DriftReport
 from ct_assets.simulation.config import SimulatorConfig
 from ct_assets.simulation.generation import base_regime_probability, generate_day
 from ct_assets.simulation.scenarios import parse_timeline
+
+ROOT = Path(__file__).resolve().parent.parent
 
 ROWS_PER_DAY = 100_000
 CURRENT_DAYS = 10  # days 1..10 make the 1M-row batch

@@ -20,9 +20,6 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
 import dagster as dg
 
 from ct_assets.defs.data.landing_sensor import landing_sensor
@@ -30,6 +27,8 @@ from ct_assets.defs.decision.schedules import decision_sensor
 from ct_assets.defs.decision.triggers import TRIGGER_SENSORS
 from ct_assets.defs.release.rollback_sensor import rollback_sensor
 from ct_assets.defs.resources import CTSettings, CTStorage
+
+ROOT = Path(__file__).resolve().parent.parent
 
 START = date(2024, 1, 1)
 

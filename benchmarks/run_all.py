@@ -17,14 +17,13 @@ from pathlib import Path
 
 import duckdb
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
 from ct_assets.core.data.features import build_features, load_features
 from ct_assets.core.data.ingest import ingest_events
 from ct_assets.simulation.config import SimulatorConfig
 from ct_assets.simulation.landing import write_history
 from ct_assets.simulation.scenarios import parse_timeline
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def median_seconds(fn, repeat: int) -> float:

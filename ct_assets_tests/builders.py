@@ -1,7 +1,8 @@
-"""Small hand-built landing frames for tests that need exact control over every value."""
+"""Small hand-built landing frames and model inputs for tests that need exact control over every value."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import duckdb
@@ -9,6 +10,8 @@ import numpy as np
 import pandas as pd
 
 from ct_assets.core.data import schema
+from ct_assets.core.data.features import build_features
+from ct_assets.core.data.ingest import ingest_events, ingest_labels
 
 
 def events_frame(day: str, n: int = 20, first_id: int = 1, seed: int = 0) -> pd.DataFrame:
@@ -36,10 +39,30 @@ def events_frame(day: str, n: int = 20, first_id: int = 1, seed: int = 0) -> pd.
     })
 
 
+def random_model_inputs(rng: np.random.Generator, n_rows: int) -> pd.DataFrame:
+    """``n_rows`` of the model's input columns: standard-normal numerics, categories consistent with the
+    query term (draws in a fixed order, so a seeded ``rng`` gives the same frame)."""
+    frame = pd.DataFrame({column: rng.normal(size=n_rows) for column in schema.FEATURE_NUMERIC})
+    frame["region"] = rng.choice(schema.REGIONS, n_rows)
+    frame["channel"] = rng.choice(schema.CHANNELS, n_rows)
+    frame["query_term"] = rng.choice(list(schema.QUERY_TERMS), n_rows)
+    frame["category"] = frame["query_term"].map(schema.QUERY_TERMS)
+    return frame
+
+
 def labels_frame(event_ids: list[int] | np.ndarray, labels: list[int] | np.ndarray, at: str) -> pd.DataFrame:
     return pd.DataFrame({schema.ID_COLUMN: np.asarray(event_ids, dtype="int64"),
                          schema.FRAUD_LABEL_COLUMN: np.asarray(labels, dtype="int64"),
                          "labelled_at": pd.Timestamp(at)})
+
+
+def ingest_landed_days(con: duckdb.DuckDBPyConnection, landing_dir: Path, quarantine_dir: Path,
+                       days: Iterable[str]) -> None:
+    """Ingest each landed day's orders and labels and build its features, as the day assets do in order."""
+    for day in days:
+        ingest_events(con, landing_dir, quarantine_dir, day)
+        ingest_labels(con, landing_dir, quarantine_dir, day)
+        build_features(con, day)
 
 
 def write_parquet(frame: pd.DataFrame, path: Path) -> Path:

@@ -17,7 +17,6 @@ no Chromium can be had on this machine.
 import argparse
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
+
+from ct_assets_tests.harness.processes import stop_process_group
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -106,28 +107,6 @@ def wait_for_materialization(dagster_home: Path, asset: str, partition: str, dea
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{asset} for {partition} was not materialized in time")
             time.sleep(3)
-
-
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM the process group (webserver, daemon, code servers, runs), SIGKILL what is left."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        pass
-    for _ in range(20):  # children may take a moment after the parent
-        try:
-            os.killpg(process.pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.5)
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 # Union of the asset nodes' boxes and the free drawing area (below the toolbar, left of the zoom buttons).
@@ -266,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pipeline reached drift_report {partition} after {time.monotonic() - started:.0f} s", flush=True)
         paths = take_screenshots(chromium, base_url, partition, args.out, workdir / "chromium-profile")
     finally:
-        stop(dev)
+        stop_process_group(dev)
     for path in paths:
         print(f"saved {path} ({path.stat().st_size} bytes)")
     if args.workdir is None:

@@ -60,12 +60,10 @@ def webhook_server() -> Iterator[Any]:
 
 
 @pytest.fixture()
-def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    connection = duckdb.connect(str(tmp_path / "ct.duckdb"))
-    ensure_alert_tables(connection)
-    ensure_alert_tables(connection)  # idempotent
-    yield connection
-    connection.close()
+def con(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    ensure_alert_tables(con)
+    ensure_alert_tables(con)  # idempotent
+    return con
 
 
 def all_row_text(con: duckdb.DuckDBPyConnection) -> str:

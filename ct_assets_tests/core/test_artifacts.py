@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ct_assets.core.data import schema
 from ct_assets.core.training.artifacts import (
     MANIFEST_FILE,
     WEIGHTS_FILE,
@@ -22,15 +21,12 @@ from ct_assets.core.training.model import (
     predict_proba,
     train_from_scratch,
 )
+from ct_assets_tests.builders import random_model_inputs
 
 
 def small_frame(n_rows: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({column: rng.normal(size=n_rows) for column in schema.FEATURE_NUMERIC})
-    frame["region"] = rng.choice(schema.REGIONS, n_rows)
-    frame["channel"] = rng.choice(schema.CHANNELS, n_rows)
-    frame["query_term"] = rng.choice(list(schema.QUERY_TERMS), n_rows)
-    frame["category"] = frame["query_term"].map(schema.QUERY_TERMS)
+    frame = random_model_inputs(rng, n_rows)
     labels = (frame["discount"] + rng.normal(scale=0.5, size=n_rows) > 0.8).astype(np.int64).to_numpy()
     return frame, labels
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import doctest
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from ct_assets.core.decision import records as decisions
 from ct_assets.core.decision.evidence import evidence_to_dict, gather_evidence
 from ct_assets.core.decision.policy import Evidence, decide
 from ct_assets.core.decision.policy_config import PolicyConfig
@@ -36,12 +33,10 @@ LOCAL_SHIFT = Evidence(
 
 
 @pytest.fixture()
-def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    connection = duckdb.connect(str(tmp_path / "ct.duckdb"))
-    ensure_decision_tables(connection)
-    ensure_decision_tables(connection)  # idempotent
-    yield connection
-    connection.close()
+def con(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    ensure_decision_tables(con)
+    ensure_decision_tables(con)  # idempotent
+    return con
 
 
 def test_record_round_trips_the_decision_and_the_evidence(con: duckdb.DuckDBPyConnection,
@@ -135,7 +130,3 @@ def test_gathered_evidence_on_an_empty_warehouse_records_a_bootstrap_wait(tmp_pa
                                gather_evidence(con, "2024-03-14", config)).decision_id == record.decision_id
     assert record.action == "none" and record.fired_rules == ("bootstrap", "labels_scarce")
     assert "note:drift" in record.evidence_ids and "drift_report_id" not in record.evidence_ids
-
-
-def test_docstring_examples() -> None:
-    assert doctest.testmod(decisions, optionflags=doctest.ELLIPSIS).failed == 0

@@ -3,8 +3,7 @@ from datetime import date
 import duckdb
 import pytest
 
-from ct_assets.core.data.features import build_features, load_features
-from ct_assets.core.data.ingest import ingest_events, ingest_labels
+from ct_assets.core.data.features import load_features
 from ct_assets.core.monitoring.drift.types import DriftConfig
 from ct_assets.core.monitoring.reference import current_reference, monitor_day
 from ct_assets.core.release.registry import (
@@ -19,6 +18,7 @@ from ct_assets.core.training.preprocessing import MODEL_INPUTS
 from ct_assets.simulation.config import SimulatorConfig
 from ct_assets.simulation.landing import write_history
 from ct_assets.simulation.scenarios import parse_timeline
+from ct_assets_tests.builders import ingest_landed_days
 
 DAYS = [f"2025-01-0{i}" for i in range(1, 7)]
 
@@ -28,10 +28,7 @@ def warehouse(tmp_path):
     config = SimulatorConfig(rows_per_day=800, timeline=parse_timeline("stable@0,sensor_hardware_change@5"))
     write_history(tmp_path / "landing", tmp_path / "state", config, len(DAYS))
     with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
-        for day in DAYS:
-            ingest_events(con, tmp_path / "landing", tmp_path / "q", day)
-            ingest_labels(con, tmp_path / "landing", tmp_path / "q", day)
-            build_features(con, day)
+        ingest_landed_days(con, tmp_path / "landing", tmp_path / "q", DAYS)
         ensure_registry_tables(con)
         yield con, tmp_path
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import doctest
 import tomllib
 from typing import Any
 
 import pytest
 
-from ct_assets.core.decision import policy
 from ct_assets.core.decision.policy import Evidence, compute_budget_left, decide
 from ct_assets.core.decision.policy_config import (
     DEFAULT_POLICY_PATH,
@@ -291,8 +289,3 @@ def test_decide_rejects_arguments_of_the_wrong_kind() -> None:
         decide({"drift_scope": "local"}, config_with())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="PolicyConfig"):
         decide(STABLE, shipped_raw())  # type: ignore[arg-type]
-
-
-def test_module_docstring_example_runs() -> None:
-    results = doctest.testmod(policy, raise_on_error=False, verbose=False)
-    assert results.attempted >= 3 and results.failed == 0

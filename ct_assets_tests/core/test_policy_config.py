@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import doctest
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ct_assets.core.decision import policy_config
 from ct_assets.core.decision.policy_config import (
     DEFAULT_POLICY_PATH,
     PolicyConfig,
@@ -173,8 +171,3 @@ def test_policy_version_ignores_comments_but_tracks_every_threshold(tmp_path: Pa
 def test_non_mapping_input_is_rejected() -> None:
     with pytest.raises(ValueError, match="mapping"):
         parse_policy_config(["version", "1"])  # type: ignore[arg-type]
-
-
-def test_module_docstring_example_runs() -> None:
-    results = doctest.testmod(policy_config, raise_on_error=False, verbose=False)
-    assert results.attempted >= 2 and results.failed == 0

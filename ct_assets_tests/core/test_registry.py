@@ -2,9 +2,7 @@
 # exit makes nanobind print spurious "leaked" reports once torch is loaded in the same process.
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date, datetime
-from pathlib import Path
 
 import duckdb
 import pytest
@@ -28,12 +26,10 @@ from ct_assets.core.release.registry import (
 
 
 @pytest.fixture()
-def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    connection = duckdb.connect(str(tmp_path / "ct.duckdb"))
-    ensure_registry_tables(connection)
-    ensure_registry_tables(connection)  # idempotent
-    yield connection
-    connection.close()
+def con(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    ensure_registry_tables(con)
+    ensure_registry_tables(con)  # idempotent
+    return con
 
 
 def candidate(model_id: str, minute: int = 0, **overrides: object) -> ModelRecord:

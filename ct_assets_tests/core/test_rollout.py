@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import doctest
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +11,6 @@ import numpy as np
 import pytest
 
 from ct_assets.core.data.splits import holdout_mask
-from ct_assets.core.release import rollout
 from ct_assets.core.release.registry import (
     ModelRecord,
     ensure_registry_tables,
@@ -231,7 +229,3 @@ def test_readers_on_an_empty_read_only_database(tmp_path: Path) -> None:
     with duckdb.connect(str(path), read_only=True) as con:
         assert active_rollout(con) is None and list_rollout_steps(con, "ro-x") == []
         assert current_traffic_share(con, "m-a", day(0)) == 0.0
-
-
-def test_docstring_examples() -> None:
-    assert doctest.testmod(rollout).failed == 0

@@ -5,7 +5,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ct_assets.core.data import schema
 from ct_assets.core.training.artifacts import weights_sha256
 from ct_assets.core.training.model import (
     TrainedModel,
@@ -16,6 +15,7 @@ from ct_assets.core.training.model import (
     train_from_scratch,
 )
 from ct_assets.core.training.preprocessing import Preprocessor
+from ct_assets_tests.builders import random_model_inputs
 
 SMALL = TrainingConfig(hidden_sizes=(16,), epochs=4, batch_size=128, seed=3, device="cpu",
                        fine_tune_max_steps=30)
@@ -24,11 +24,7 @@ SMALL = TrainingConfig(hidden_sizes=(16,), epochs=4, batch_size=128, seed=3, dev
 def synthetic_orders(n_rows: int, seed: int, fraud_shift: float = 0.0) -> tuple[pd.DataFrame, np.ndarray]:
     """Features in the schema's columns with a learnable fraud signal (discount, account age, region)."""
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({column: rng.normal(size=n_rows) for column in schema.FEATURE_NUMERIC})
-    frame["region"] = rng.choice(schema.REGIONS, n_rows)
-    frame["channel"] = rng.choice(schema.CHANNELS, n_rows)
-    frame["query_term"] = rng.choice(list(schema.QUERY_TERMS), n_rows)
-    frame["category"] = frame["query_term"].map(schema.QUERY_TERMS)
+    frame = random_model_inputs(rng, n_rows)
     logit = (-1.5 + fraud_shift + 1.5 * frame["discount"] - 1.2 * frame["log_account_age"]
              + 1.0 * (frame["region"] == "north"))
     labels = (rng.random(n_rows) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64).to_numpy()

@@ -17,6 +17,17 @@ def query(data_dir, sql):
         return con.execute(sql).fetchall()
 
 
+def serve_a_first_model(pipeline, data_dir) -> str:
+    """Land five days and run the bootstrap decision (online_model skips while no model serves); the
+    model it put in production."""
+    pipeline.land(5)
+    pipeline.ingest_landed()
+    (bootstrap,) = pipeline.decisions()
+    assert pipeline.run(bootstrap).success
+    [(first_model,)] = query(data_dir, "SELECT model_id FROM model_registry WHERE status = 'production'")
+    return first_model
+
+
 def approve_in_ui(pipeline, model_id, override=False):
     """What a human does in the UI: materialize `model_approval` with config."""
     config = {"model_id": model_id, "approver": "dana", "reason": "reviewed the gate report", "approve": True,
@@ -49,11 +60,7 @@ def test_leakage_fails_the_gate_and_promoting_it_needs_a_recorded_override(insta
     # A pipeline bug copies the label into prior_chargebacks from day 5.
     timeline = parse_timeline("stable@0,leakage_bug@5")
     pipeline = Pipeline(instance, resources, data_dir, SimulatorConfig(rows_per_day=1500, seed=11, timeline=timeline))
-    pipeline.land(5)
-    pipeline.ingest_landed()
-    (bootstrap,) = pipeline.decisions()
-    pipeline.run(bootstrap)
-    [(first_model,)] = query(data_dir, "SELECT model_id FROM model_registry WHERE status = 'production'")
+    first_model = serve_a_first_model(pipeline, data_dir)
 
     # Leakage barely moves the feature's distribution, so no drift fires; a retrain started by hand
     # during the bug (or by any other trigger) is what meets it, and the leakage gate stops it.
@@ -86,10 +93,7 @@ def test_model_fitted_to_a_passing_market_shift_is_rolled_back_when_the_market_r
                                                      policy_path=settings.policy_path, training_window_days=4)}
     timeline = parse_timeline("stable@0,market_shift@5:until=9")
     pipeline = Pipeline(instance, resources, data_dir, SimulatorConfig(rows_per_day=1500, seed=13, timeline=timeline))
-    pipeline.land(5)
-    pipeline.ingest_landed()
-    pipeline.run(pipeline.decisions()[0])
-    [(first_model,)] = query(data_dir, "SELECT model_id FROM model_registry WHERE status = 'production'")
+    first_model = serve_a_first_model(pipeline, data_dir)
     pipeline.land(4)
     pipeline.ingest_landed()
     assert pipeline.run(dg.RunRequest(asset_selection=[dg.AssetKey("retrained_candidate"),
@@ -119,11 +123,7 @@ def test_group_shift_candidate_fails_the_fairness_gate_and_pages_a_human(instanc
     # input, so no candidate can serve it as well as the others: the fairness gate must stop them.
     timeline = parse_timeline("stable@0,group_shift@5")
     pipeline = Pipeline(instance, resources, data_dir, SimulatorConfig(rows_per_day=1500, seed=5, timeline=timeline))
-    pipeline.land(5)
-    pipeline.ingest_landed()
-    (bootstrap,) = pipeline.decisions()
-    assert pipeline.run(bootstrap).success
-    [(first_model,)] = query(data_dir, "SELECT model_id FROM model_registry WHERE status = 'production'")
+    first_model = serve_a_first_model(pipeline, data_dir)
     for _ in range(6):
         pipeline.step(1)
     # Drift localises the shift to the protected group, so the policy fine-tunes ...
@@ -147,11 +147,7 @@ def test_online_mode_versions_each_days_update_and_gates_the_chain(instance, res
                                                      policy_path=settings.policy_path, online_enabled=True,
                                                      online_gate_every_updates=2)}
     pipeline = Pipeline(instance, resources, data_dir, SimulatorConfig(rows_per_day=1500, seed=5))
-    pipeline.land(5)
-    pipeline.ingest_landed()  # online_model runs with each day, skipping while no model serves
-    (bootstrap,) = pipeline.decisions()
-    assert pipeline.run(bootstrap).success
-    [(first_model,)] = query(data_dir, "SELECT model_id FROM model_registry WHERE status = 'production'")
+    first_model = serve_a_first_model(pipeline, data_dir)
     pipeline.step(3)
     online = query(data_dir, "SELECT model_id, parent_model_id, trigger, gate_results FROM model_registry "
                              "WHERE training_path = 'online' ORDER BY created_at")

@@ -10,7 +10,6 @@ Three days of 4,000 orders: by the third day the first two days' labels (6,400) 
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -21,15 +20,14 @@ import duckdb
 import pytest
 
 from ct_assets_tests.deployment.conftest import ROOT, PostgresServer
+from ct_assets_tests.harness.processes import stop_process_group
+from ct_assets_tests.harness.runs import in_flight, lock_errors, max_overlap
 
 pytestmark = pytest.mark.deployment
 
 DAYS, ROWS_PER_DAY = 3, 4000
 # Measured 3.5-5 min on the 2-core machine while other test runs shared it; the rest is margin.
 DEADLINE_SECONDS = 600
-IN_FLIGHT = {dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-             dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING}
-LOCK_ERRORS = ("Could not set lock on file", "Conflicting lock")
 TRAINING_RUN_TAG = "ct/training_run"  # decision_sensor's tag, limited to 1 in dagster.postgres.yaml
 
 
@@ -43,36 +41,6 @@ def _production_models(snapshot: Path) -> list[tuple[str, str, str]]:
                                "WHERE status = 'production'").fetchall()
     except duckdb.CatalogException:  # published before any model was registered
         return []
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM the daemon's process group (it, its code servers, any run worker), SIGKILL what is left."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        pass
-    for _ in range(20):  # the code servers exit shortly after the daemon
-        try:
-            os.killpg(process.pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.5)
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait(timeout=10)
-
-
-def _max_overlap(intervals: list[tuple[float, float]]) -> int:
-    """The largest number of [start, end) intervals that overlap at one instant."""
-    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
-    running = peak = 0
-    for _, step in events:
-        running += step
-        peak = max(peak, running)
-    return peak
 
 
 def test_ct_loop_runs_on_postgres_with_the_daemon(postgres_server: PostgresServer, tmp_path: Path,
@@ -102,7 +70,7 @@ def test_ct_loop_runs_on_postgres_with_the_daemon(postgres_server: PostgresServe
         while True:
             assert daemon.poll() is None, f"dagster-daemon exited:\n{daemon_log.read_text()[-3000:]}"
             records = instance.get_run_records()
-            settled = bool(records) and not any(r.dagster_run.status in IN_FLIGHT for r in records)
+            settled = bool(records) and not in_flight(records)
             if settled and _production_models(snapshot):
                 break
             if time.monotonic() - started > DEADLINE_SECONDS:
@@ -112,7 +80,7 @@ def test_ct_loop_runs_on_postgres_with_the_daemon(postgres_server: PostgresServe
             time.sleep(3)
         elapsed = time.monotonic() - started
     finally:
-        _stop(daemon)
+        stop_process_group(daemon)
     print(f"postgres e2e: {len(records)} runs, model promoted after {elapsed:.0f} s")
 
     # Storage really is Postgres: the instance's stores, and the runs as rows in the server's tables.
@@ -140,17 +108,11 @@ def test_ct_loop_runs_on_postgres_with_the_daemon(postgres_server: PostgresServe
     # The queue's limits held: at most 4 runs at once, never two training runs together.
     spans = [(r.start_time, r.end_time) for r in records if r.start_time and r.end_time]
     assert len(spans) == len(records)
-    assert _max_overlap(spans) <= 4
-    assert _max_overlap([(r.start_time, r.end_time) for r in training]) == 1
+    assert max_overlap(spans) <= 4
+    assert max_overlap([(r.start_time, r.end_time) for r in training]) == 1
 
     # The writers took turns on the DuckDB file: no lock error in any run's event log or output.
-    for record in records:
-        for entry in instance.all_logs(record.dagster_run.run_id):
-            text = entry.message + (str(entry.dagster_event.event_specific_data) if entry.dagster_event else "")
-            assert not any(error in text for error in LOCK_ERRORS), (record.dagster_run.run_id, text[:500])
     compute_logs = [p for p in (home / "storage").rglob("*") if p.is_file()]
     assert compute_logs, "no compute logs were captured"
-    for path in [*compute_logs, daemon_log]:
-        text = path.read_text(errors="replace")
-        assert not any(error in text for error in LOCK_ERRORS), path
+    assert lock_errors(instance, records, [*compute_logs, daemon_log]) == []
     instance.dispose()

@@ -6,17 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ct_assets.core.data import schema
 from ct_assets.core.training.model import TrainedModel, TrainingConfig, train_from_scratch
+from ct_assets_tests.builders import random_model_inputs
 
 
 def model_inputs(n_rows: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
     """Random model inputs (the MODEL_INPUTS columns) and a label learnable from one of them."""
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({column: rng.normal(size=n_rows) for column in schema.FEATURE_NUMERIC})
-    for column, values in (("region", schema.REGIONS), ("channel", schema.CHANNELS),
-                           ("query_term", list(schema.QUERY_TERMS)), ("category", schema.CATEGORIES)):
-        frame[column] = rng.choice(values, n_rows)
+    frame = random_model_inputs(rng, n_rows)
     return frame, (frame["discount"] > 0.5).astype(np.int64).to_numpy()
 
 

@@ -2,7 +2,7 @@
 and concurrent sensor ticks never start two runs for one decision.
 
 The two daemon tests (marked ``deployment``: a real `dagster-daemon` subprocess, minutes each) run the
-scenarios of ``daemon_harness``; benchmarks/concurrency_benchmark.py runs the same scenarios at full
+scenarios of ``ct_assets_tests.harness.scenarios``; benchmarks/concurrency_benchmark.py runs the same scenarios at full
 size and prints the figures. The sensor tests drive the sensor daemon's own tick and submission code
 in-process, against an instance whose run queue nobody drains (runs stay QUEUED, nothing executes).
 
@@ -46,13 +46,10 @@ from ct_assets.core.ops.snapshots import publish_snapshot
 from ct_assets.defs.decision.schedules import daily_policy_schedule, decision_sensor
 from ct_assets.defs.decision.triggers import DECISION_DAY_TAG, drift_sensor, freshness_sensor
 from ct_assets.defs.resources import CTSettings
-from ct_assets_tests.reliability.daemon_harness import (
-    ROOT,
-    run_analysts_scenario,
-    run_writers_scenario,
-)
-from ct_assets_tests.reliability.snapshot_readers import SnapshotReaders, check_snapshot
-from ct_assets_tests.reliability.writers_location import INGEST_ASSETS, job_name
+from ct_assets_tests.harness.sandbox import ROOT
+from ct_assets_tests.harness.scenarios import run_analysts_scenario, run_writers_scenario
+from ct_assets_tests.harness.snapshot_readers import SnapshotReaders, check_snapshot
+from ct_assets_tests.harness.writers_location import INGEST_ASSETS, job_name
 
 ANALYST_DAYS, ANALYST_ROWS_PER_DAY, READERS = 3, 3500, 8
 MIN_SNAPSHOT_VERSIONS = 3  # publications the readers must have seen (about 4 happen)

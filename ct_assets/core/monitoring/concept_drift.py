@@ -206,9 +206,14 @@ def detect_concept_drift(
     ``*_scores`` are the model's P(label = 1); ``covariate_severity`` is the data-drift severity
     (0..1) of the current window, used only for ``covariate_drift_small`` / ``beyond_covariate``.
 
-    >>> result = detect_concept_drift(y_ref, p_ref, y_now, p_now, covariate_severity=0.05)  # doctest: +SKIP
-    >>> result.verdict, result.metric("auc").difference, result.beyond_covariate  # doctest: +SKIP
-    ('degraded', -0.31, True)
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> y_ref, y_now = rng.integers(0, 2, 2000), rng.integers(0, 2, 2000)
+    >>> p_ref = 0.2 + 0.6 * y_ref + rng.uniform(-0.2, 0.2, 2000)  # the scores separate the classes
+    >>> p_now = rng.uniform(0, 1, 2000)  # they no longer do
+    >>> result = detect_concept_drift(y_ref, p_ref, y_now, p_now, covariate_severity=0.05)
+    >>> result.verdict, round(result.metric("auc").difference, 1), result.beyond_covariate
+    ('degraded', -0.5, True)
     """
     config = config or ConceptDriftConfig()
     ref_labels, ref_scores = _as_labels_and_scores(reference_labels, reference_scores, "reference")

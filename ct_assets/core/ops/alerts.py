@@ -13,9 +13,15 @@ The alert id is a hash of kind, severity, subject, message and details: raising 
 
 Example
 -------
->>> notifier = notifier_from_config("file", "data/alerts.jsonl")  # doctest: +SKIP
+>>> import duckdb
+>>> con, notifier = duckdb.connect(), notifier_from_config("log", None)
+>>> alert = raise_alert(con, "gate_failed", "error", "m-0123456789ab", "holdout gate failed: AUC -0.03",
+...                     {"gate": "holdout"}, notifier)
+>>> alert.alert_id, alert.delivered
+('al-96777d0e0b1d6284', True)
 >>> raise_alert(con, "gate_failed", "error", "m-0123456789ab", "holdout gate failed: AUC -0.03",
-...             {"gate": "holdout"}, notifier)  # doctest: +SKIP
+...             {"gate": "holdout"}, notifier) == alert  # raised again: the stored row, no second page
+True
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ pool definitions as partitioned jobs on either executor, and no sensors: a backf
 job puts many processes at once (runs, and steps within a run) in front of the one DuckDB file, and
 only the `duckdb_warehouse` pool stands between them.
 
-    dagster job backfill -m ct_assets_tests.reliability.writers_location -j ingest_multiprocess \
+    dagster job backfill -m ct_assets_tests.harness.writers_location -j ingest_multiprocess \
         --partitions 2025-01-01,2025-01-02 --noprompt
 
 Jobs: ``<selection>_<executor>`` with selection ``ingest`` (raw_events, labels, complaints, features)
