@@ -6,7 +6,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from ct_assets.core.backtest.catalog import strategy_table
-from ct_assets.core.backtest.engine import BacktestResult
+from ct_assets.core.backtest.results import BacktestResult
 from ct_assets.core.backtest.service import (
     run_named_backtest,
     store_backtest,
