@@ -18,7 +18,7 @@ from ct_assets.core.backtest.batches import Batches
 from ct_assets.core.backtest.config import BacktestConfig
 from ct_assets.core.backtest.results import DailyRow, PolicyStep, StrategyRun
 from ct_assets.core.backtest.scoring import accuracy, batch_metric, higher_is_better
-from ct_assets.core.backtest.serving import Reference, Serving, monitoring_reference
+from ct_assets.core.backtest.serving import Reference, Serving, fit_candidate, monitoring_reference
 from ct_assets.core.backtest.strategies import ACTION_ONLINE, ReplayState, StepSignal, Strategy, TrainingRun
 from ct_assets.core.decision.policy import Evidence
 from ct_assets.core.decision.policy_config import (
@@ -37,7 +37,7 @@ from ct_assets.core.release.gates import (
     leakage_gate,
     non_regression_gate,
 )
-from ct_assets.core.training.model import TrainedModel, fine_tune, predict_proba, train_from_scratch
+from ct_assets.core.training.model import TrainedModel, predict_proba
 from ct_assets.core.training.online import online_update
 
 # Rows on each side of a local shift needed to judge a local fine-tune there (as the live evaluation).
@@ -190,33 +190,13 @@ class Replay:
         self.counts[{"retrain": "retrains", "fine_tune": "fine_tunes", "online": "online_updates"}[path]] += 1
 
     def train(self, action: str, step: int, newest: int) -> tuple[Serving, pd.DataFrame, np.ndarray, np.ndarray] | None:
-        spec = self.data.spec
-        if action == ACTION_RETRAIN:
-            first = max(0, newest - self.config.window_batches + 1)
-            features, labels, batch_ids = self.data.rows(first, newest, "train")
-            if len(np.unique(labels)) < 2:
-                return None
-            model = train_from_scratch(features[list(self.inputs)], labels, self.training,
-                                       numeric_columns=spec.numeric_features,
-                                       categorical_columns=spec.categorical_features)
-            self.record_training(step, "retrain", model)
-            if self.keep_retrained:
-                self.retrained.append((step, model))
-            serving = Serving(model, "retrain", (first, newest), step, 0, None, (first, newest))
-            return serving, features, labels, batch_ids
-        first = max(0, newest - self.config.fine_tune_window_batches + 1)
-        features, labels, batch_ids = self.data.rows(first, newest, "train")
-        replay_first = max(0, first - self.config.replay_batches)
-        replay_features = replay_labels = None
-        if replay_first < first:
-            replay_features, replay_labels, _ = self.data.rows(replay_first, first - 1, "train")
-            replay_features = replay_features[list(self.inputs)]
-        model = fine_tune(self.serving.model, features[list(self.inputs)], labels, replay_features, replay_labels,
-                          self.training)
-        self.record_training(step, "fine_tune", model)
-        serving = Serving(model, "fine_tune", (first, newest), self.serving.last_retrain_step,
-                           self.serving.fine_tunes_since_retrain + 1, None, self.serving.retrain_window)
-        return serving, features, labels, batch_ids
+        trained = fit_candidate(self.data, self.config, self.training, self.serving, action, step, newest)
+        if trained is not None:
+            candidate = trained[0]
+            self.record_training(step, candidate.path, candidate.model)
+            if self.keep_retrained and candidate.path == "retrain":
+                self.retrained.append((step, candidate.model))
+        return trained
 
     def train_and_promote(self, action: str, step: int, newest: int, evidence: Evidence | None,
                           outcomes: list[str]) -> None:
