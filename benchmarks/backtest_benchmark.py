@@ -40,8 +40,10 @@ from ct_assets.core.backtest.catalog import (
     stream_cases,
     training_config,
 )
-from ct_assets.core.backtest.engine import BacktestConfig, BacktestResult, run_backtest
+from ct_assets.core.backtest.config import BacktestConfig
+from ct_assets.core.backtest.engine import run_backtest
 from ct_assets.core.backtest.plot import write_backtest_plot
+from ct_assets.core.backtest.results import BacktestResult
 from ct_assets.core.backtest.store import write_backtest
 from ct_assets.core.backtest.stream import Stream
 from ct_assets.core.backtest.targets import TargetCheck, check_targets

@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 
 from ct_assets.core.backtest import strategies as backtest_strategies
-from ct_assets.core.backtest.engine import BacktestConfig, BacktestResult, run_backtest
+from ct_assets.core.backtest.config import BacktestConfig
+from ct_assets.core.backtest.engine import run_backtest
+from ct_assets.core.backtest.results import BacktestResult
 from ct_assets.core.backtest.strategies import (
     AlwaysRetrain,
     CTPolicy,

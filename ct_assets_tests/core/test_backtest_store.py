@@ -8,8 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ct_assets.core.backtest.engine import BacktestConfig, BacktestResult, run_backtest
+from ct_assets.core.backtest.config import BacktestConfig
+from ct_assets.core.backtest.engine import run_backtest
 from ct_assets.core.backtest.plot import pareto_front, write_backtest_plot
+from ct_assets.core.backtest.results import BacktestResult
 from ct_assets.core.backtest.store import (
     load_backtest_daily,
     load_backtest_runs,

@@ -10,8 +10,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from ct_assets.core.backtest.engine import BacktestConfig, BacktestResult
+from ct_assets.core.backtest.config import BacktestConfig
 from ct_assets.core.backtest.real_data import employment_ma_stream
+from ct_assets.core.backtest.results import BacktestResult
 from ct_assets.core.backtest.stream import Stream
 from ct_assets.core.backtest.synthetic import SYNTHETIC_STREAMS
 from ct_assets.core.monitoring.drift.types import DriftConfig

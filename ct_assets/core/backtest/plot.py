@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ct_assets.core.backtest.engine import BacktestResult
+from ct_assets.core.backtest.results import BacktestResult
 
 
 def pareto_front(points: dict[str, tuple[float, float]], higher_is_better: bool = True) -> tuple[str, ...]:

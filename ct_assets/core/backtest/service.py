@@ -8,8 +8,9 @@ from pathlib import Path
 import duckdb
 
 from ct_assets.core.backtest.catalog import prepare
-from ct_assets.core.backtest.engine import BacktestResult, run_backtest
+from ct_assets.core.backtest.engine import run_backtest
 from ct_assets.core.backtest.plot import write_backtest_plot
+from ct_assets.core.backtest.results import BacktestResult
 from ct_assets.core.backtest.store import write_backtest
 from ct_assets.core.backtest.strategies import default_strategies
 from ct_assets.core.backtest.targets import TargetCheck, check_targets

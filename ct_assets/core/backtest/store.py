@@ -21,7 +21,7 @@ from dataclasses import asdict
 import duckdb
 import pandas as pd
 
-from ct_assets.core.backtest.engine import BacktestResult, StrategyRun
+from ct_assets.core.backtest.results import BacktestResult, StrategyRun
 from ct_assets.core.common import has_table, utc_now
 
 _CREATE_RUNS = """

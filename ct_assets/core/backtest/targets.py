@@ -11,25 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ct_assets.core.backtest.engine import BacktestResult
-
-
-@dataclass(frozen=True)
-class Recovery:
-    """Recovery after one change point.
-
-    ``pre_level`` is the mean metric of the (up to ``pre_batches``) evaluated batches right before the
-    change; ``batches`` counts batches from the change point to the first batch whose metric is back
-    within the tolerance of it (0: it never dropped), or is None when that did not happen before the
-    next change point or the end of the stream (or no pre-change level exists).
-    """
-
-    change_point: int
-    pre_level: float | None
-    batches: int | None
+from ct_assets.core.backtest.results import BacktestResult, Recovery
 
 
 def time_to_recover(

@@ -1,17 +1,15 @@
-"""Policy backtesting as assets: replay a stream through every strategy, then store the tables."""
+"""Policy backtesting as assets: replay a stream through every strategy, then store the tables.
+
+The replay, its stream catalog (simulator, generators, census data) and the store load inside the
+assets, not with the code location.
+"""
 
 import base64
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from ct_assets.core.backtest.catalog import strategy_table
-from ct_assets.core.backtest.engine import BacktestResult
-from ct_assets.core.backtest.service import (
-    run_named_backtest,
-    store_backtest,
-    target_checks,
-)
+from ct_assets.core.backtest.results import BacktestResult
 from ct_assets.defs.resources import DUCKDB_POOL, CTSettings, CTStorage
 
 OWNERS = ["team:ml-platform"]
@@ -39,6 +37,9 @@ class BacktestRunConfig(dg.Config):
 )
 def backtest_result(context: dg.AssetExecutionContext, config: BacktestRunConfig,
                     settings: CTSettings) -> dg.Output[BacktestResult]:
+    from ct_assets.core.backtest.catalog import strategy_table
+    from ct_assets.core.backtest.service import run_named_backtest
+
     result = run_named_backtest(config.stream, settings.policy(), tuple(config.strategies), config.label_delay,
                                 config.seed, config.quick)
     context.log.info(f"backtest {result.run_id}: {config.stream}, label delay {config.label_delay}")
@@ -61,6 +62,8 @@ def backtest_result(context: dg.AssetExecutionContext, config: BacktestRunConfig
 )
 def backtest_tables(backtest_result: BacktestResult, duckdb: DuckDBResource,
                     storage: CTStorage) -> dg.MaterializeResult:
+    from ct_assets.core.backtest.service import store_backtest, target_checks
+
     with duckdb.get_connection() as con:
         plot = store_backtest(con, backtest_result, storage.root / "backtest")
     checks = target_checks(backtest_result)

@@ -1,0 +1,338 @@
+"""One strategy's prequential pass over a stream: score, judge a fresh promotion, decide, train, gate.
+
+See :mod:`ct_assets.core.backtest.engine` for the protocol. Training, gates, drift and concept-drift
+tests are the live functions; the strategy only decides.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ct_assets.core.backtest.accounting import summarise_run
+from ct_assets.core.backtest.batches import Batches
+from ct_assets.core.backtest.config import BacktestConfig
+from ct_assets.core.backtest.results import DailyRow, PolicyStep, StrategyRun
+from ct_assets.core.backtest.scoring import accuracy, batch_metric, higher_is_better
+from ct_assets.core.backtest.serving import Reference, Serving, fit_candidate, monitoring_reference
+from ct_assets.core.backtest.strategies import ACTION_ONLINE, ReplayState, StepSignal, Strategy, TrainingRun
+from ct_assets.core.decision.policy import Evidence
+from ct_assets.core.decision.policy_config import (
+    ACTION_ESCALATE,
+    ACTION_FINE_TUNE,
+    ACTION_NONE,
+    ACTION_RETRAIN,
+)
+from ct_assets.core.monitoring.concept_drift import ConceptDriftResult, detect_concept_drift
+from ct_assets.core.monitoring.drift.report import DriftConfig, DriftReport, build_drift_report
+from ct_assets.core.release.gates import (
+    GateResult,
+    calibration_gate,
+    fairness_gate,
+    holdout_gate,
+    leakage_gate,
+    non_regression_gate,
+)
+from ct_assets.core.training.model import TrainedModel, predict_proba
+from ct_assets.core.training.online import online_update
+
+# Rows on each side of a local shift needed to judge a local fine-tune there (as the live evaluation).
+_MIN_LOCAL_ROWS = 100
+
+
+@dataclass(frozen=True, eq=False)
+class ReplayOutcome:
+    run: StrategyRun
+    daily: tuple[DailyRow, ...]
+    policy_steps: tuple[PolicyStep, ...]
+    retrained: tuple[tuple[int, TrainedModel], ...]
+
+
+def _guarded(gate_name: str, compute: Any) -> GateResult:
+    """Run one gate; a gate that cannot be evaluated fails (as a failing asset blocks promotion live)."""
+    try:
+        return compute()
+    except ValueError as error:
+        return GateResult(gate_name, False, "error", {}, {}, f"could not be evaluated: {error}")
+
+
+class Replay:
+    """One strategy's pass over the stream."""
+
+    def __init__(self, data: Batches, config: BacktestConfig, strategy: Strategy, initial: Serving,
+                 keep_retrained: bool) -> None:
+        self.data = data
+        self.config = config
+        self.strategy = strategy
+        self.training = replace(config.training, seed=config.seed)
+        self.inputs = (*data.spec.numeric_features, *data.spec.categorical_features)
+        self.serving = initial
+        self.anchor = initial  # online: the last version that passed its scheduled gates
+        self.updates_since_anchor = 0
+        self.pending_judgement: Serving | None = None  # the model a fresh promotion replaced
+        # The warm-up model counts in the policy's cost history (as the first registered run does live)
+        # but not in this strategy's compute: every strategy shares it.
+        self.trainings: list[TrainingRun] = [TrainingRun(config.warmup_batches - 1, "retrain", initial.model.cost)]
+        self.signals: list[StepSignal] = []
+        self.counts: Counter[str] = Counter()
+        self.daily: list[DailyRow] = []
+        self.policy_steps: list[PolicyStep] = []
+        self.keep_retrained = keep_retrained
+        self.retrained: list[tuple[int, TrainedModel]] = []
+        # The serving model's reference, kept for the model it belongs to (compared by identity).
+        self.current_reference: tuple[TrainedModel, Reference] | None = None
+        # Scores of this step, keyed by (model, batch); TrainedModel hashes by identity.
+        self.step_scores: dict[tuple[TrainedModel, int], np.ndarray] = {}
+        self.drift_config = DriftConfig(
+            numeric_features=data.spec.numeric_features, categorical_features=data.spec.categorical_features,
+            segment_columns=data.spec.segment_columns, excluded_features=config.drift_excluded_features,
+            multivariate=config.multivariate_drift, seed=config.seed)
+        self.concept_config = replace(config.concept, seed=config.seed)
+
+    # --- scoring ---------------------------------------------------------------------------------
+
+    def scores(self, serving: Serving | TrainedModel, batch: int) -> np.ndarray:
+        model = serving.model if isinstance(serving, Serving) else serving
+        key = (model, batch)
+        if key not in self.step_scores:
+            self.step_scores[key] = predict_proba(model, self.data.frame(batch))
+        return self.step_scores[key]
+
+    def reference(self, serving: Serving) -> Reference:
+        """The serving model's monitoring reference, computed once per model."""
+        if self.current_reference is None or self.current_reference[0] is not serving.model:
+            self.current_reference = (serving.model, monitoring_reference(self.data, self.config, serving))
+        return self.current_reference[1]
+
+    def run(self) -> ReplayOutcome:
+        metrics: list[float | None] = []
+        accuracies: list[float] = []
+        first = self.config.warmup_batches
+        for step in range(first, self.data.stream.n_batches):
+            self.step_scores = {}
+            scores = self.scores(self.serving, step)
+            labels = self.data.labels[step]
+            metrics.append(batch_metric(self.config.metric, labels, scores))
+            accuracies.append(accuracy(labels, scores))
+            action, outcomes, triggered = self.update(step, scores)
+            self.daily.append(DailyRow(self.strategy.name, step, metrics[-1], accuracies[-1], action,
+                                       "; ".join(outcomes), step in self.data.spec.change_points, triggered))
+        return ReplayOutcome(self.summary(metrics, accuracies), tuple(self.daily), tuple(self.policy_steps),
+                              tuple(self.retrained))
+
+    def update(self, step: int, scores: np.ndarray) -> tuple[str, list[str], bool]:
+        """After scoring ``step``: judge a fresh promotion, let the strategy decide, act. Returns
+        (action, outcomes, drift-triggered)."""
+        newest = step - self.config.label_delay
+        if newest < self.config.warmup_batches:
+            return ACTION_NONE, ["waiting for labels"], False
+        outcomes: list[str] = []
+        if self.pending_judgement is not None:
+            self.judge_promotion(newest, outcomes)
+        drift = self.drift_report(step, scores) if self.strategy.needs_drift else None
+        concept = self.concept_drift(newest, drift) if self.strategy.needs_concept else None
+        self.signals.append(StepSignal(step, drift.scope if drift else "none", drift.severity if drift else 0.0,
+                                       bool(concept and concept.concept_drift)))
+        state = ReplayState(
+            step=step, newest_labelled_batch=newest,
+            rows_per_batch=tuple(len(b) for b in self.data.stream.batches),
+            model_path=self.serving.path, model_window=self.serving.window,
+            last_retrain_step=self.serving.last_retrain_step,
+            fine_tunes_since_full_retrain=self.serving.fine_tunes_since_retrain,
+            signals=tuple(self.signals), trainings=tuple(self.trainings), drift_report=drift, concept_drift=concept)
+        choice = self.strategy.decide(state)
+        if choice.decision is not None and choice.evidence is not None:
+            self.policy_steps.append(PolicyStep(self.strategy.name, step, choice.evidence, choice.decision))
+        if choice.drift_triggered:
+            self.counts["drift_triggers"] += 1
+        if choice.action == ACTION_ESCALATE:
+            self.counts["escalations"] += 1
+            outcomes.append("escalated: no human answers in a backtest")
+        elif choice.action in (ACTION_RETRAIN, ACTION_FINE_TUNE):
+            self.train_and_promote(choice.action, step, newest, choice.evidence, outcomes)
+        elif choice.action == ACTION_ONLINE:
+            self.online_step(step, newest, outcomes)
+        return choice.action, outcomes, choice.drift_triggered
+
+    def drift_report(self, step: int, scores: np.ndarray) -> DriftReport:
+        reference = self.reference(self.serving)
+        return build_drift_report(reference.features, self.data.frame(step), self.drift_config,
+                                  reference.scores, scores)
+
+    def concept_drift(self, newest: int, drift: DriftReport | None) -> ConceptDriftResult:
+        reference = self.reference(self.serving)
+        return detect_concept_drift(reference.holdout_labels, reference.holdout_scores, self.data.labels[newest],
+                                    self.scores(self.serving, newest), self.concept_config,
+                                    covariate_severity=drift.severity if drift else None)
+
+    def judge_promotion(self, newest: int, outcomes: list[str]) -> None:
+        """Roll a fresh promotion back when the newest labelled batch shows it worse than its predecessor."""
+        previous, self.pending_judgement = self.pending_judgement, None
+        labels = self.data.labels[newest]
+        new = batch_metric(self.config.metric, labels, self.scores(self.serving, newest))
+        old = batch_metric(self.config.metric, labels, self.scores(previous, newest))
+        if new is None or old is None:
+            return
+        sign = 1.0 if higher_is_better(self.config.metric) else -1.0
+        if sign * (old - new) > self.config.rollback_margin:
+            self.serving = previous
+            self.counts["rollbacks"] += 1
+            outcomes.append(f"rolled back: {self.config.metric} {new:.4f} < previous model's {old:.4f}")
+
+    # --- training and gates ------------------------------------------------------------------------
+
+    def record_training(self, step: int, path: str, model: TrainedModel) -> None:
+        self.trainings.append(TrainingRun(step, path, model.cost))
+        self.counts[{"retrain": "retrains", "fine_tune": "fine_tunes", "online": "online_updates"}[path]] += 1
+
+    def train(self, action: str, step: int, newest: int) -> tuple[Serving, pd.DataFrame, np.ndarray, np.ndarray] | None:
+        trained = fit_candidate(self.data, self.config, self.training, self.serving, action, step, newest)
+        if trained is not None:
+            candidate = trained[0]
+            self.record_training(step, candidate.path, candidate.model)
+            if self.keep_retrained and candidate.path == "retrain":
+                self.retrained.append((step, candidate.model))
+        return trained
+
+    def train_and_promote(self, action: str, step: int, newest: int, evidence: Evidence | None,
+                          outcomes: list[str]) -> None:
+        trained = self.train(action, step, newest)
+        if trained is None:
+            outcomes.append("skipped: the training window has a single class")
+            return
+        candidate, features, labels, batch_ids = trained
+        if self.strategy.gated:
+            gates = self.gates(candidate, newest, features, labels, batch_ids, evidence)
+            failed = [g for g in gates if not g.passed and g.severity == "error"]
+            if failed:
+                self.counts["gate_failures"] += 1
+                outcomes.append("rejected: " + ", ".join(g.name for g in failed))
+                if candidate.path == "fine_tune":
+                    # As live (core/evidence.py): rejected fine-tunes count towards technical debt.
+                    self.serving = replace(self.serving,
+                                           fine_tunes_since_retrain=self.serving.fine_tunes_since_retrain + 1)
+                return
+            leakage = [g for g in gates if g.name == "leakage"]
+            aucs = leakage[0].metrics.get("single_feature_auc") if leakage else None
+            candidate = replace(candidate, leakage_aucs=aucs)
+            self.pending_judgement = self.serving
+        self.serving = candidate
+        self.counts["promotions"] += 1
+        outcomes.append("promoted")
+
+    def gates(self, candidate: Serving, newest: int, features: pd.DataFrame, labels: np.ndarray,
+              batch_ids: np.ndarray, evidence: Evidence | None) -> list[GateResult]:
+        """The live gates on the holdout rows of the candidate's training window, as ``evaluate_candidate``
+        applies them (a single batch's holdout is too small for a 1 % margin to clear its noise)."""
+        settings, spec = self.config.gates, self.data.spec
+        first = min(candidate.window[0], newest)
+        holdout, y, _ = self.data.rows(first, newest, "holdout")
+        if len(np.unique(y)) < 2:
+            return [GateResult("holdout", False, "error", {"n": len(y)}, {},
+                               f"holdout of batches {first}..{newest} has a single class: cannot judge the candidate")]
+        cand = predict_proba(candidate.model, holdout)
+        prod = predict_proba(self.serving.model, holdout)
+        in_shift, where = self.local_shift_rows(candidate, holdout, evidence)
+
+        def holdout_check(mask: np.ndarray | None) -> GateResult:
+            rows = slice(None) if mask is None else mask
+            return holdout_gate(y[rows], cand[rows], prod[rows], metric=settings.metric, margin=settings.margin,
+                                relative=settings.relative, n_boot=settings.n_boot, seed=self.config.seed)
+
+        if in_shift is None:
+            gates = [_guarded("holdout", lambda: holdout_check(None))]
+        else:
+            gates = [_guarded("holdout", lambda: holdout_check(in_shift)),
+                     _guarded("non_regression", lambda: non_regression_gate(
+                         y[~in_shift], cand[~in_shift], prod[~in_shift], metric=settings.metric,
+                         tolerance=settings.non_regression_tolerance, scope=f"rows outside {where}"))]
+        if spec.protected_column is not None:
+            groups = holdout[spec.protected_column].to_numpy()
+            gates.append(_guarded("fairness", lambda: fairness_gate(
+                y, cand, prod, groups, metric="auc", tolerance=settings.fairness_tolerance,
+                max_gap_widening=settings.max_gap_widening, max_gap=settings.fairness_max_gap)))
+        if spec.numeric_features:  # the leakage gate tests numeric features only
+            gates.append(_guarded("leakage", lambda: leakage_gate(
+                features, labels, max_single_feature_auc=settings.max_single_feature_auc,
+                reference_auc=self.serving.leakage_aucs, max_jump=settings.leakage_max_jump,
+                columns=spec.numeric_features, batches=batch_ids)))
+        gates.append(_guarded("calibration", lambda: calibration_gate(
+            y, cand, prod, max_ece_increase=settings.max_ece_increase)))
+        return gates
+
+    def local_shift_rows(self, candidate: Serving, holdout: pd.DataFrame,
+                         evidence: Evidence | None) -> tuple[np.ndarray | None, str]:
+        """Holdout rows inside the segments of a local shift behind a fine-tune (one segment column,
+        enough rows on both sides), else (None, ""), as the live evaluation decides."""
+        if candidate.path != "fine_tune" or evidence is None or evidence.drift_scope != "local":
+            return None, ""
+        segments = [s.split("=", 1) for s in evidence.affected_segments if "=" in s]
+        columns = {column for column, _ in segments}
+        if len(columns) != 1 or next(iter(columns)) not in holdout.columns:
+            return None, ""
+        column = next(iter(columns))
+        values = sorted(value for _, value in segments)
+        mask = holdout[column].astype(str).isin(values).to_numpy()
+        if mask.sum() < _MIN_LOCAL_ROWS or (~mask).sum() < _MIN_LOCAL_ROWS:
+            return None, ""
+        return mask, f"{column}={'|'.join(values)}"
+
+    # --- online mode --------------------------------------------------------------------------------
+
+    def online_step(self, step: int, newest: int, outcomes: list[str]) -> None:
+        """One online update from the newest labelled batch; every ``gate_every_updates`` updates the chain
+        is judged against its anchor (as ``core/online.py`` does live) and restored to it on failure."""
+        online = self.config.online
+        features, labels, _ = self.data.rows(newest, newest, "train")
+        if len(labels) < online.min_batch_rows or len(np.unique(labels)) < 2:
+            outcomes.append(f"skipped: {len(labels)} labelled training rows (need {online.min_batch_rows}, "
+                            "both classes)")
+            return
+        model = online_update(self.serving.model, features[list(self.inputs)], labels, self.training, online)
+        self.record_training(step, "online", model)
+        self.serving = replace(self.serving, model=model, path="online", window=(newest, newest))
+        self.updates_since_anchor += 1
+        if self.updates_since_anchor % online.gate_every_updates:
+            outcomes.append(f"updated ({self.updates_since_anchor} since the last gated version)")
+            return
+        gates = self.online_gates(newest)
+        failed = [g for g in gates if not g.passed and g.severity == "error"]
+        self.updates_since_anchor = 0
+        if failed:
+            self.serving = self.anchor
+            self.counts["gate_failures"] += 1
+            self.counts["rollbacks"] += 1
+            outcomes.append("rolled back to the last gated version: " + ", ".join(g.name for g in failed))
+            return
+        self.anchor = self.serving
+        outcomes.append("updated; chain passed its scheduled gates")
+
+    def online_gates(self, newest: int) -> list[GateResult]:
+        settings, online, spec = self.config.gates, self.config.online, self.data.spec
+        holdout, y, _ = self.data.rows(newest - online.gate_window_days + 1, newest, "holdout")
+        if len(np.unique(y)) < 2:
+            return [GateResult("non_regression", True, "error", {"n": len(y)}, {},
+                               "too few labelled holdout rows to judge the online chain yet")]
+        current = predict_proba(self.serving.model, holdout)
+        anchor = predict_proba(self.anchor.model, holdout)
+        gates = [_guarded("non_regression", lambda: non_regression_gate(
+            y, current, anchor, metric=settings.metric, tolerance=online.tolerance,
+            scope="recent labelled holdout rows vs the last gated version"))]
+        if spec.protected_column is not None:
+            groups = holdout[spec.protected_column].to_numpy()
+            gates.append(_guarded("fairness", lambda: fairness_gate(
+                y, current, anchor, groups, metric="auc", tolerance=settings.fairness_tolerance,
+                max_gap_widening=settings.max_gap_widening, max_gap=settings.fairness_max_gap)))
+        gates.append(_guarded("calibration", lambda: calibration_gate(
+            y, current, anchor, max_ece_increase=settings.max_ece_increase)))
+        return gates
+
+    # --- summary ------------------------------------------------------------------------------------
+
+    def summary(self, metrics: list[float | None], accuracies: list[float]) -> StrategyRun:
+        return summarise_run(self.strategy.name, False, metrics, accuracies, self.counts,
+                          tuple(self.trainings[1:]), self.config, self.data)
