@@ -13,7 +13,7 @@ from ct_assets.core.data import schema
 from ct_assets.core.data.features import build_features, load_features
 from ct_assets.core.data.ingest import ingest_events, ingest_labels
 from ct_assets.core.ops.alerts import FileNotifier
-from ct_assets.core.release.evaluation import GateSettings
+from ct_assets.core.release.lineup import GateSettings
 from ct_assets.core.release.registry import (
     ModelRecord,
     ensure_registry_tables,
