@@ -3,10 +3,10 @@ online mode and the backtest."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
-from typing import Iterator
 
 import duckdb
 import numpy as np
@@ -14,44 +14,32 @@ import pandas as pd
 import pytest
 
 from ct_assets.core.data import schema
-from ct_assets.core.data.features import build_features, load_features
-from ct_assets.core.data.ingest import ingest_events, ingest_labels
-from ct_assets.core.decision.policy import Evidence, decide
+from ct_assets.core.data.features import load_features
+from ct_assets.core.decision.policy import decide
 from ct_assets.core.decision.policy_config import load_policy_config
 from ct_assets.core.decision.records import record_decision
+from ct_assets.core.release import lineup
 from ct_assets.core.release.evaluation import evaluate_candidate
 from ct_assets.core.release.gates import GateResult
-from ct_assets.core.release.lineup import (
-    MIN_LOCAL_ROWS,
-    GateSettings,
-    HoldoutScores,
-    LabelCoverage,
-    LocalShift,
-    TrainingRows,
-    blocking_failures,
-    candidate_gates,
-    online_chain_gates,
-    recorded_blocking_failures,
-    select_local_shift,
+from ct_assets.core.release.registry import (
+    ModelRecord,
+    ensure_registry_tables,
+    get_model,
+    promote,
+    register_candidate,
 )
-from ct_assets.core.release.registry import ModelRecord, ensure_registry_tables, get_model, promote, register_candidate
 from ct_assets.core.training.artifacts import save_model
 from ct_assets.core.training.candidates import MODEL_INPUTS
 from ct_assets.core.training.model import TrainedModel, TrainingConfig, train_from_scratch
 from ct_assets.simulation.simulator import SimulatorConfig, parse_timeline, write_history
+from ct_assets_tests.builders import ingest_days, quiet_evidence
 
 DAYS = [f"2025-01-{i:02d}" for i in range(1, 6)]
 WINDOW = (DAYS[0], DAYS[3])
 TRAINING = TrainingConfig(hidden_sizes=(16,), epochs=2, seed=3)
-SETTINGS = GateSettings(n_boot=50)
+SETTINGS = lineup.GateSettings(n_boot=50)
 LINEUP = ["holdout", "non_regression", "fairness", "leakage", "calibration", "selection_bias"]
-EVIDENCE = Evidence(
-    drift_scope="global", drift_severity_score=0.7, drift_severity_level="high", affected_segments=(),
-    drifted_features=("sensor_signal",), unseen_category_share=0.0, concept_drift_detected=True, metric_drop=0.1,
-    covariate_drift_small=False, complaint_alert=False, complaint_rate_ratio=1.0, new_labels_since_training=9_000,
-    label_coverage_recent=0.8, labelled_rows_new_regime=9_000, production_model_age_days=3.0,
-    fine_tunes_since_full_retrain=0, compute_budget_left=3_000.0, risk_tier="low", production_model_exists=True,
-)
+EVIDENCE = quiet_evidence()
 
 
 # --- evaluate_candidate on a warehouse ----------------------------------------------------------------
@@ -68,10 +56,7 @@ def landed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def models(landed: Path) -> dict[str, TrainedModel]:
     """A model that learned the data and one that learned shuffled labels (no better than chance)."""
     with duckdb.connect(str(landed / "train.duckdb")) as con:
-        for day in DAYS:
-            ingest_events(con, landed / "landing", landed / "q", day)
-            ingest_labels(con, landed / "landing", landed / "q", day)
-            build_features(con, day)
+        ingest_days(con, landed / "landing", landed / "q", DAYS)
         frame = load_features(con, *WINDOW, labelled_only=True)
     inputs, labels = frame[list(MODEL_INPUTS)], frame[schema.LABEL_COLUMN]
     shuffled = labels.sample(frac=1.0, random_state=0).to_numpy()
@@ -82,10 +67,7 @@ def models(landed: Path) -> dict[str, TrainedModel]:
 @pytest.fixture
 def warehouse(landed: Path, tmp_path: Path) -> Iterator[tuple[duckdb.DuckDBPyConnection, Path]]:
     with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
-        for day in DAYS:
-            ingest_events(con, landed / "landing", tmp_path / "q", day)
-            ingest_labels(con, landed / "landing", tmp_path / "q", day)
-            build_features(con, day)
+        ingest_days(con, landed / "landing", tmp_path / "q", DAYS)
         ensure_registry_tables(con)
         yield con, tmp_path / "models"
 
@@ -103,7 +85,7 @@ def test_first_candidate_passes_every_gate_and_they_are_recorded(warehouse, mode
     model_id = _register(con, models_dir, models["good"])
     results = evaluate_candidate(con, models_dir, model_id, SETTINGS)
     assert [g.name for g in results] == LINEUP
-    assert blocking_failures(results) == []
+    assert lineup.blocking_failures(results) == []
     record = get_model(con, model_id)
     assert record is not None and record.status == "staging"
     assert [g["name"] for g in record.gate_results] == LINEUP
@@ -117,7 +99,7 @@ def test_a_candidate_no_better_than_chance_is_rejected(warehouse, models):
     promote(con, production, actor="test", reason="bootstrap")
     candidate = _register(con, models_dir, models["chance"], parent_model_id=production)
     results = evaluate_candidate(con, models_dir, candidate, SETTINGS)
-    failed = [g.name for g in blocking_failures(results)]
+    failed = [g.name for g in lineup.blocking_failures(results)]
     assert "holdout" in failed
     record = get_model(con, candidate)
     assert record is not None and record.status == "rejected"
@@ -141,7 +123,7 @@ def test_a_local_fine_tune_is_judged_inside_and_outside_its_shift(warehouse, mod
     holdout, non_regression = evaluate_candidate(con, models_dir, candidate, SETTINGS)[:2]
     assert holdout.passed and holdout.reason.startswith("on region=south: ")
     assert non_regression.threshold["scope"] == "rows outside region=south"
-    assert non_regression.passed and non_regression.metrics["n"] > MIN_LOCAL_ROWS
+    assert non_regression.passed and non_regression.metrics["n"] > lineup.MIN_LOCAL_ROWS
 
 
 def test_a_global_decision_judges_every_row(warehouse, models):
@@ -188,8 +170,8 @@ FEATURES = pd.DataFrame({"x": RNG.normal(size=N), "leak": Y + 0.01 * RNG.normal(
 
 
 def _scores(candidate: np.ndarray, production: np.ndarray | None = BLUNT,
-            groups: np.ndarray | None = GROUPS) -> HoldoutScores:
-    return HoldoutScores(Y, candidate, production, groups)
+            groups: np.ndarray | None = GROUPS) -> lineup.HoldoutScores:
+    return lineup.HoldoutScores(Y, candidate, production, groups)
 
 
 def _outcome(results: list[GateResult]) -> dict[str, bool]:
@@ -205,63 +187,64 @@ def _outcome(results: list[GateResult]) -> dict[str, bool]:
     ("no production model: bootstrap", BLUNT, None, set()),
 ])
 def test_candidate_gates_table(case, candidate, production, failing):
-    results = candidate_gates(_scores(candidate, production), SETTINGS)
+    results = lineup.candidate_gates(_scores(candidate, production), SETTINGS)
     assert [g.name for g in results] == ["holdout", "non_regression", "fairness", "calibration"], case
     assert {name for name, passed in _outcome(results).items() if not passed} == failing, case
-    assert {g.name for g in blocking_failures(results)} == failing, case
+    assert {g.name for g in lineup.blocking_failures(results)} == failing, case
 
 
 @pytest.mark.parametrize(("column", "passes"), [("x", True), ("leak", False)])
 def test_leakage_gate_in_the_lineup(column, passes):
-    training = TrainingRows(FEATURES, Y, np.zeros(N), (column,), None)
-    results = candidate_gates(_scores(SHARP), SETTINGS, training=training)
+    training = lineup.TrainingRows(FEATURES, Y, np.zeros(N), (column,), None)
+    results = lineup.candidate_gates(_scores(SHARP), SETTINGS, training=training)
     assert [g.name for g in results] == ["holdout", "non_regression", "fairness", "leakage", "calibration"]
     assert _outcome(results)["leakage"] is passes
 
 
 def test_gates_without_their_inputs_are_left_out():
-    results = candidate_gates(_scores(SHARP, groups=None), SETTINGS,
-                              training=TrainingRows(FEATURES, Y, np.zeros(N), (), None))
+    results = lineup.candidate_gates(_scores(SHARP, groups=None), SETTINGS,
+                                     training=lineup.TrainingRows(FEATURES, Y, np.zeros(N), (), None))
     assert [g.name for g in results] == ["holdout", "non_regression", "calibration"]
 
 
 def test_selection_bias_warns_without_blocking():
     # Labels exist only for the orders production approved: a feedback loop.
-    coverage = LabelCoverage(labelled=SHARP <= 0.5, production_scores=SHARP)
-    results = candidate_gates(_scores(SHARP), SETTINGS, label_coverage=coverage)
+    coverage = lineup.LabelCoverage(labelled=SHARP <= 0.5, production_scores=SHARP)
+    results = lineup.candidate_gates(_scores(SHARP), SETTINGS, label_coverage=coverage)
     bias = results[-1]
     assert bias.name == "selection_bias" and not bias.passed and bias.severity == "warning"
-    assert blocking_failures(results) == []
+    assert lineup.blocking_failures(results) == []
 
 
 def test_local_shift_judges_inside_with_holdout_and_outside_with_non_regression():
     inside = np.arange(N) < N // 3
     # Better than production inside the shift, worse outside it.
     candidate = calibrated(np.where(inside, RISK, RISK + 3.0 * NOISE))
-    results = candidate_gates(_scores(candidate, groups=None), SETTINGS, local_shift=LocalShift(inside, "seg=a"))
+    results = lineup.candidate_gates(_scores(candidate, groups=None), SETTINGS,
+                                     local_shift=lineup.LocalShift(inside, "seg=a"))
     holdout, non_regression = results[:2]
     assert holdout.passed and holdout.metrics["n"] == inside.sum() and holdout.reason.startswith("on seg=a: ")
     assert not non_regression.passed and non_regression.metrics["n"] == (~inside).sum()
     assert non_regression.threshold["scope"] == "rows outside seg=a"
-    assert [g.name for g in blocking_failures(results)] == ["non_regression"]
+    assert [g.name for g in lineup.blocking_failures(results)] == ["non_regression"]
 
 
 def test_guarded_lineup_fails_a_gate_that_cannot_be_evaluated():
     tiny_groups = np.array([f"g{i}" for i in range(N)])  # every group below the minimum size
     with pytest.raises(ValueError, match="no group has enough rows"):
-        candidate_gates(_scores(SHARP, groups=tiny_groups), SETTINGS)
-    fairness = candidate_gates(_scores(SHARP, groups=tiny_groups), SETTINGS, guarded=True)[2]
+        lineup.candidate_gates(_scores(SHARP, groups=tiny_groups), SETTINGS)
+    fairness = lineup.candidate_gates(_scores(SHARP, groups=tiny_groups), SETTINGS, guarded=True)[2]
     assert fairness.name == "fairness" and not fairness.passed
     assert fairness.reason.startswith("could not be evaluated: ")
 
 
 def test_online_chain_gates():
-    results = online_chain_gates(_scores(BLUNT, SHARP), SETTINGS, tolerance=0.01, scope="recent rows")
+    results = lineup.online_chain_gates(_scores(BLUNT, SHARP), SETTINGS, tolerance=0.01, scope="recent rows")
     assert [g.name for g in results] == ["non_regression", "fairness", "calibration"]
-    assert [g.name for g in blocking_failures(results)] == ["non_regression", "fairness"]
-    assert online_chain_gates(_scores(SHARP, BLUNT), SETTINGS, 0.01, "recent rows")[0].passed
-    one_class = HoldoutScores(np.ones(10, dtype=np.int64), np.full(10, 0.5), np.full(10, 0.5), None)
-    (waiting,) = online_chain_gates(one_class, SETTINGS, 0.01, "recent rows")
+    assert [g.name for g in lineup.blocking_failures(results)] == ["non_regression", "fairness"]
+    assert lineup.online_chain_gates(_scores(SHARP, BLUNT), SETTINGS, 0.01, "recent rows")[0].passed
+    one_class = lineup.HoldoutScores(np.ones(10, dtype=np.int64), np.full(10, 0.5), np.full(10, 0.5), None)
+    (waiting,) = lineup.online_chain_gates(one_class, SETTINGS, 0.01, "recent rows")
     assert waiting.passed and "too few labelled holdout rows" in waiting.reason
 
 
@@ -279,13 +262,13 @@ def _segments(n_inside: int, n_outside: int, inside: object = "south", outside: 
     ("two segment columns", _segments(150, 300), "fine_tune", "local", ["region=south", "category=home"], None),
     ("column not in the holdout", _segments(150, 300), "fine_tune", "local", ["channel=app"], None),
     ("no segment", _segments(150, 300), "fine_tune", "local", ["south"], None),
-    ("too few rows inside", _segments(MIN_LOCAL_ROWS - 1, 300), "fine_tune", "local", ["region=south"], None),
-    ("too few rows outside", _segments(300, MIN_LOCAL_ROWS - 1), "fine_tune", "local", ["region=south"], None),
-    ("just enough on both sides", _segments(MIN_LOCAL_ROWS, MIN_LOCAL_ROWS), "fine_tune", "local",
+    ("too few rows inside", _segments(lineup.MIN_LOCAL_ROWS - 1, 300), "fine_tune", "local", ["region=south"], None),
+    ("too few rows outside", _segments(300, lineup.MIN_LOCAL_ROWS - 1), "fine_tune", "local", ["region=south"], None),
+    ("just enough on both sides", _segments(lineup.MIN_LOCAL_ROWS, lineup.MIN_LOCAL_ROWS), "fine_tune", "local",
      ["region=south"], "region=south"),
 ])
 def test_select_local_shift_table(case, holdout, path, scope, segments, where):
-    shift = select_local_shift(holdout, path, scope, segments)
+    shift = lineup.select_local_shift(holdout, path, scope, segments)
     assert (None if shift is None else shift.where) == where, case
     if shift is not None:
         assert shift.rows.sum() == (holdout["region"].astype(str).isin(["south", "east", "3"])).sum()
@@ -294,6 +277,6 @@ def test_select_local_shift_table(case, holdout, path, scope, segments, where):
 def test_blocking_failures_and_their_recorded_form():
     results = [GateResult("holdout", True, "error"), GateResult("fairness", False, "error"),
                GateResult("selection_bias", False, "warning"), GateResult("calibration", False, "error")]
-    assert [g.name for g in blocking_failures(results)] == ["fairness", "calibration"]
-    assert recorded_blocking_failures([g.to_dict() for g in results]) == ["fairness", "calibration"]
-    assert blocking_failures([]) == [] and recorded_blocking_failures([]) == []
+    assert [g.name for g in lineup.blocking_failures(results)] == ["fairness", "calibration"]
+    assert lineup.recorded_blocking_failures([g.to_dict() for g in results]) == ["fairness", "calibration"]
+    assert lineup.blocking_failures([]) == [] and lineup.recorded_blocking_failures([]) == []

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from ct_assets.core.data import schema
-from ct_assets.core.data.features import build_features, load_features
-from ct_assets.core.data.ingest import ingest_events, ingest_labels
+from ct_assets.core.data.features import load_features
 from ct_assets.core.ops.alerts import FileNotifier
 from ct_assets.core.release.lineup import GateSettings
 from ct_assets.core.release.registry import (
@@ -34,6 +33,7 @@ from ct_assets.core.training.online import (
     online_update,
 )
 from ct_assets.simulation.simulator import SimulatorConfig, parse_timeline, write_history
+from ct_assets_tests.builders import ingest_days
 
 DAYS = [f"2025-01-{i:02d}" for i in range(1, 9)]
 TRAINING = TrainingConfig(hidden_sizes=(16,), epochs=2, seed=3)
@@ -50,10 +50,7 @@ def landed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def warehouse(landed: Path, tmp_path: Path):
     with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
-        for day in DAYS:
-            ingest_events(con, landed / "landing", tmp_path / "q", day)
-            ingest_labels(con, landed / "landing", tmp_path / "q", day)
-            build_features(con, day)
+        ingest_days(con, landed / "landing", tmp_path / "q", DAYS)
         ensure_registry_tables(con)
         frame = load_features(con, DAYS[0], DAYS[2], labelled_only=True)
         model = train_from_scratch(frame[list(MODEL_INPUTS)], frame[schema.LABEL_COLUMN], TRAINING)
