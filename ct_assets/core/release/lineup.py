@@ -41,6 +41,8 @@ MIN_LOCAL_ROWS = 100
 
 @dataclass(frozen=True)
 class GateSettings:
+    """The thresholds of every gate (live from ``CTSettings.gate_settings``, in a replay ``BacktestConfig.gates``)."""
+
     metric: str = "auc"
     margin: float = 0.01  # the seed's example: at least 1 % better
     relative: bool = True
