@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -12,6 +13,7 @@ import pandas as pd
 from ct_assets.core.data import schema
 from ct_assets.core.data.features import build_features
 from ct_assets.core.data.ingest import ingest_events, ingest_labels
+from ct_assets.core.decision.policy import Evidence
 
 
 def events_frame(day: str, n: int = 20, first_id: int = 1, seed: int = 0) -> pd.DataFrame:
@@ -72,3 +74,15 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> Path:
         con.register("frame", frame)
         con.execute(f"COPY frame TO '{path}' (FORMAT parquet)")
     return path
+
+
+def quiet_evidence(**overrides: Any) -> Evidence:
+    """Evidence of a healthy production model (no drift, labels and budget to spare), with ``overrides``."""
+    values: dict[str, Any] = {
+        "drift_scope": "none", "drift_severity_score": 0.0, "drift_severity_level": "none", "affected_segments": (),
+        "drifted_features": (), "unseen_category_share": 0.0, "concept_drift_detected": False, "metric_drop": 0.0,
+        "covariate_drift_small": True, "complaint_alert": False, "complaint_rate_ratio": 1.0,
+        "new_labels_since_training": 1_000, "label_coverage_recent": 0.8, "labelled_rows_new_regime": 5_000,
+        "production_model_age_days": 5.0, "fine_tunes_since_full_retrain": 0, "compute_budget_left": 3_000.0,
+        "risk_tier": "low", "production_model_exists": True}
+    return Evidence(**{**values, **overrides})

@@ -15,7 +15,7 @@ from ct_assets.core.decision.policy_config import (
     load_policy_config,
 )
 from ct_assets.core.ops.alerts import Notifier, notifier_from_config
-from ct_assets.core.release.evaluation import GateSettings
+from ct_assets.core.release.lineup import GateSettings
 from ct_assets.core.training.model import TrainingConfig
 from ct_assets.core.training.online import OnlineConfig
 

@@ -17,7 +17,8 @@ import pandas as pd
 from ct_assets.core.data import schema
 from ct_assets.core.data.features import features_from_events
 from ct_assets.core.release.registry import get_production
-from ct_assets.core.release.rollout import active_rollout, traffic_split
+from ct_assets.core.release.rollout import traffic_split
+from ct_assets.core.release.rollout_store import active_rollout
 from ct_assets.core.training.artifacts import load_model
 from ct_assets.core.training.model import TrainedModel, predict_proba
 from ct_assets.core.training.preprocessing import MODEL_INPUTS

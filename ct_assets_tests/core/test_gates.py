@@ -7,13 +7,11 @@ import pytest
 from ct_assets.core.data import schema
 from ct_assets.core.release.gates import (
     calibration_gate,
-    expected_calibration_error,
     fairness_gate,
     holdout_gate,
     leakage_gate,
-    roc_auc,
-    single_feature_aucs,
 )
+from ct_assets.core.release.metrics import expected_calibration_error, roc_auc, single_feature_aucs
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ import pytest
 from ct_assets.core.data import schema
 from ct_assets.core.data.features import load_features
 from ct_assets.core.ops.alerts import FileNotifier
-from ct_assets.core.release.evaluation import GateSettings
+from ct_assets.core.release.lineup import GateSettings
 from ct_assets.core.release.registry import (
     ModelRecord,
     ensure_registry_tables,

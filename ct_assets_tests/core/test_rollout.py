@@ -20,17 +20,14 @@ from ct_assets.core.release.registry import (
 )
 from ct_assets.core.release.registry import rollback as registry_rollback
 from ct_assets.core.release.rollout import (
-    LiveComparison,
     RolloutPlan,
-    active_rollout,
     advance_rollout,
-    compare_live,
     current_traffic_share,
-    get_rollout,
-    list_rollout_steps,
     start_rollout,
     traffic_split,
 )
+from ct_assets.core.release.rollout_comparison import LiveComparison, compare_live
+from ct_assets.core.release.rollout_store import active_rollout, get_rollout, list_rollout_steps
 
 D0 = dt.date(2024, 5, 1)
 

@@ -34,7 +34,8 @@ from ct_assets.core.release.registry import (
     record_gate_results,
     register_candidate,
 )
-from ct_assets.core.release.rollout import RolloutPlan, ensure_rollout_tables, start_rollout
+from ct_assets.core.release.rollout import RolloutPlan, start_rollout
+from ct_assets.core.release.rollout_store import ensure_rollout_tables
 from ct_assets.core.training.artifacts import WEIGHTS_FILE, save_model
 from ct_assets.core.training.model import TrainedModel
 from ct_assets_tests.builders import events_frame, labels_frame, write_parquet

@@ -7,7 +7,7 @@ from typing import Any
 
 from ct_assets.core.backtest.scoring import METRICS
 from ct_assets.core.monitoring.concept_drift import ConceptDriftConfig
-from ct_assets.core.release.evaluation import GateSettings
+from ct_assets.core.release.lineup import GateSettings
 from ct_assets.core.training.model import TrainingConfig
 from ct_assets.core.training.online import OnlineConfig
 

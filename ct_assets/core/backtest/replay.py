@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,20 +27,20 @@ from ct_assets.core.decision.policy_config import (
     ACTION_RETRAIN,
 )
 from ct_assets.core.monitoring.concept_drift import ConceptDriftResult, detect_concept_drift
-from ct_assets.core.monitoring.drift.report import DriftConfig, DriftReport, build_drift_report
-from ct_assets.core.release.gates import (
-    GateResult,
-    calibration_gate,
-    fairness_gate,
-    holdout_gate,
-    leakage_gate,
-    non_regression_gate,
+from ct_assets.core.monitoring.drift.report import build_drift_report
+from ct_assets.core.monitoring.drift.types import DriftConfig, DriftReport
+from ct_assets.core.release.gates import GateResult
+from ct_assets.core.release.lineup import (
+    HoldoutScores,
+    LocalShift,
+    TrainingRows,
+    blocking_failures,
+    candidate_gates,
+    online_chain_gates,
+    select_local_shift,
 )
 from ct_assets.core.training.model import TrainedModel, predict_proba
 from ct_assets.core.training.online import online_update
-
-# Rows on each side of a local shift needed to judge a local fine-tune there (as the live evaluation).
-_MIN_LOCAL_ROWS = 100
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,14 +49,6 @@ class ReplayOutcome:
     daily: tuple[DailyRow, ...]
     policy_steps: tuple[PolicyStep, ...]
     retrained: tuple[tuple[int, TrainedModel], ...]
-
-
-def _guarded(gate_name: str, compute: Any) -> GateResult:
-    """Run one gate; a gate that cannot be evaluated fails (as a failing asset blocks promotion live)."""
-    try:
-        return compute()
-    except ValueError as error:
-        return GateResult(gate_name, False, "error", {}, {}, f"could not be evaluated: {error}")
 
 
 class Replay:
@@ -207,7 +198,7 @@ class Replay:
         candidate, features, labels, batch_ids = trained
         if self.strategy.gated:
             gates = self.gates(candidate, newest, features, labels, batch_ids, evidence)
-            failed = [g for g in gates if not g.passed and g.severity == "error"]
+            failed = blocking_failures(gates)
             if failed:
                 self.counts["gate_failures"] += 1
                 outcomes.append("rejected: " + ", ".join(g.name for g in failed))
@@ -228,58 +219,24 @@ class Replay:
               batch_ids: np.ndarray, evidence: Evidence | None) -> list[GateResult]:
         """The live gates on the holdout rows of the candidate's training window, as ``evaluate_candidate``
         applies them (a single batch's holdout is too small for a 1 % margin to clear its noise)."""
-        settings, spec = self.config.gates, self.data.spec
+        spec = self.data.spec
         first = min(candidate.window[0], newest)
         holdout, y, _ = self.data.rows(first, newest, "holdout")
         if len(np.unique(y)) < 2:
             return [GateResult("holdout", False, "error", {"n": len(y)}, {},
                                f"holdout of batches {first}..{newest} has a single class: cannot judge the candidate")]
-        cand = predict_proba(candidate.model, holdout)
-        prod = predict_proba(self.serving.model, holdout)
-        in_shift, where = self.local_shift_rows(candidate, holdout, evidence)
-
-        def holdout_check(mask: np.ndarray | None) -> GateResult:
-            rows = slice(None) if mask is None else mask
-            return holdout_gate(y[rows], cand[rows], prod[rows], metric=settings.metric, margin=settings.margin,
-                                relative=settings.relative, n_boot=settings.n_boot, seed=self.config.seed)
-
-        if in_shift is None:
-            gates = [_guarded("holdout", lambda: holdout_check(None))]
-        else:
-            gates = [_guarded("holdout", lambda: holdout_check(in_shift)),
-                     _guarded("non_regression", lambda: non_regression_gate(
-                         y[~in_shift], cand[~in_shift], prod[~in_shift], metric=settings.metric,
-                         tolerance=settings.non_regression_tolerance, scope=f"rows outside {where}"))]
-        if spec.protected_column is not None:
-            groups = holdout[spec.protected_column].to_numpy()
-            gates.append(_guarded("fairness", lambda: fairness_gate(
-                y, cand, prod, groups, metric="auc", tolerance=settings.fairness_tolerance,
-                max_gap_widening=settings.max_gap_widening, max_gap=settings.fairness_max_gap)))
-        if spec.numeric_features:  # the leakage gate tests numeric features only
-            gates.append(_guarded("leakage", lambda: leakage_gate(
-                features, labels, max_single_feature_auc=settings.max_single_feature_auc,
-                reference_auc=self.serving.leakage_aucs, max_jump=settings.leakage_max_jump,
-                columns=spec.numeric_features, batches=batch_ids)))
-        gates.append(_guarded("calibration", lambda: calibration_gate(
-            y, cand, prod, max_ece_increase=settings.max_ece_increase)))
-        return gates
+        scores = HoldoutScores(y, predict_proba(candidate.model, holdout), predict_proba(self.serving.model, holdout),
+                               None if spec.protected_column is None else holdout[spec.protected_column].to_numpy())
+        training = TrainingRows(features, labels, batch_ids, spec.numeric_features, self.serving.leakage_aucs)
+        return candidate_gates(scores, replace(self.config.gates, seed=self.config.seed), training=training,
+                               local_shift=self.local_shift_rows(candidate, holdout, evidence), guarded=True)
 
     def local_shift_rows(self, candidate: Serving, holdout: pd.DataFrame,
-                         evidence: Evidence | None) -> tuple[np.ndarray | None, str]:
-        """Holdout rows inside the segments of a local shift behind a fine-tune (one segment column,
-        enough rows on both sides), else (None, ""), as the live evaluation decides."""
-        if candidate.path != "fine_tune" or evidence is None or evidence.drift_scope != "local":
-            return None, ""
-        segments = [s.split("=", 1) for s in evidence.affected_segments if "=" in s]
-        columns = {column for column, _ in segments}
-        if len(columns) != 1 or next(iter(columns)) not in holdout.columns:
-            return None, ""
-        column = next(iter(columns))
-        values = sorted(value for _, value in segments)
-        mask = holdout[column].astype(str).isin(values).to_numpy()
-        if mask.sum() < _MIN_LOCAL_ROWS or (~mask).sum() < _MIN_LOCAL_ROWS:
-            return None, ""
-        return mask, f"{column}={'|'.join(values)}"
+                         evidence: Evidence | None) -> LocalShift | None:
+        """The holdout rows of the local shift behind a fine-tune, as the live evaluation selects them."""
+        if evidence is None:
+            return None
+        return select_local_shift(holdout, candidate.path, evidence.drift_scope, evidence.affected_segments)
 
     # --- online mode --------------------------------------------------------------------------------
 
@@ -300,7 +257,7 @@ class Replay:
             outcomes.append(f"updated ({self.updates_since_anchor} since the last gated version)")
             return
         gates = self.online_gates(newest)
-        failed = [g for g in gates if not g.passed and g.severity == "error"]
+        failed = blocking_failures(gates)
         self.updates_since_anchor = 0
         if failed:
             self.serving = self.anchor
@@ -312,24 +269,12 @@ class Replay:
         outcomes.append("updated; chain passed its scheduled gates")
 
     def online_gates(self, newest: int) -> list[GateResult]:
-        settings, online, spec = self.config.gates, self.config.online, self.data.spec
+        online, spec = self.config.online, self.data.spec
         holdout, y, _ = self.data.rows(newest - online.gate_window_days + 1, newest, "holdout")
-        if len(np.unique(y)) < 2:
-            return [GateResult("non_regression", True, "error", {"n": len(y)}, {},
-                               "too few labelled holdout rows to judge the online chain yet")]
-        current = predict_proba(self.serving.model, holdout)
-        anchor = predict_proba(self.anchor.model, holdout)
-        gates = [_guarded("non_regression", lambda: non_regression_gate(
-            y, current, anchor, metric=settings.metric, tolerance=online.tolerance,
-            scope="recent labelled holdout rows vs the last gated version"))]
-        if spec.protected_column is not None:
-            groups = holdout[spec.protected_column].to_numpy()
-            gates.append(_guarded("fairness", lambda: fairness_gate(
-                y, current, anchor, groups, metric="auc", tolerance=settings.fairness_tolerance,
-                max_gap_widening=settings.max_gap_widening, max_gap=settings.fairness_max_gap)))
-        gates.append(_guarded("calibration", lambda: calibration_gate(
-            y, current, anchor, max_ece_increase=settings.max_ece_increase)))
-        return gates
+        scores = HoldoutScores(y, predict_proba(self.serving.model, holdout), predict_proba(self.anchor.model, holdout),
+                               None if spec.protected_column is None else holdout[spec.protected_column].to_numpy())
+        return online_chain_gates(scores, self.config.gates, online.tolerance,
+                                  scope="recent labelled holdout rows vs the last gated version", guarded=True)
 
     # --- summary ------------------------------------------------------------------------------------
 

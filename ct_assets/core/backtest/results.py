@@ -13,7 +13,7 @@ import pandas as pd
 from ct_assets.core.backtest.hindsight import HindsightReport
 from ct_assets.core.backtest.strategies import TrainingRun
 from ct_assets.core.decision.policy import Decision, Evidence
-from ct_assets.core.training.model import ComputeCost
+from ct_assets.core.training.cost import ComputeCost
 
 
 @dataclass(frozen=True)

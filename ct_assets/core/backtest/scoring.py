@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ct_assets.core.release.gates import roc_auc
+from ct_assets.core.release.metrics import roc_auc
 
 METRICS: tuple[str, ...] = ("auc", "accuracy", "log_loss")
 _LOG_LOSS_EPS = 1e-7

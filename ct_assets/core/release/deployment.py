@@ -23,14 +23,9 @@ from ct_assets.core.release.registry import (
     reject,
     rollback,
 )
-from ct_assets.core.release.rollout import (
-    RolloutPlan,
-    RolloutStep,
-    active_rollout,
-    advance_rollout,
-    compare_live,
-    start_rollout,
-)
+from ct_assets.core.release.rollout import RolloutPlan, advance_rollout, start_rollout
+from ct_assets.core.release.rollout_comparison import compare_live
+from ct_assets.core.release.rollout_store import RolloutStep, active_rollout
 from ct_assets.core.training.artifacts import load_model
 from ct_assets.core.training.model import predict_proba
 from ct_assets.core.training.preprocessing import MODEL_INPUTS

@@ -1,26 +1,36 @@
 """Quality gates a candidate model must pass before promotion, as pure functions.
 
 Each gate returns a :class:`GateResult` saying whether it passed, how serious a failure is, the
-numbers it looked at, the threshold it applied and, in plain language, why. Metrics are computed
-with numpy (AUC via scipy's ``rankdata``); scipy and fairlearn are imported inside the functions
-(they are slow to import).
+numbers it looked at, the threshold it applied and, in plain language, why. The metrics come from
+:mod:`ct_assets.core.release.metrics`; fairlearn is imported inside the fairness gate (it is slow
+to import). Which gates judge a candidate, on which rows, is :mod:`ct_assets.core.release.lineup`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal, Mapping
 
 import numpy as np
 import pandas as pd
 
 from ct_assets.core.data import schema
+from ct_assets.core.release.metrics import (
+    Metric,
+    binary_labels,
+    bootstrap_improvements,
+    check_metric,
+    expected_calibration_error,
+    higher_is_better,
+    improvement,
+    metric_fn,
+    percentile_interval,
+    probabilities,
+    single_feature_aucs,
+)
 
-Metric = Literal["auc", "log_loss", "accuracy"]
 Severity = Literal["error", "warning"]
-_METRICS: tuple[str, ...] = ("auc", "log_loss", "accuracy")
-_PROBA_EPS = 1e-7
 
 
 @dataclass(frozen=True)
@@ -53,74 +63,21 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _higher_is_better(metric: str) -> bool:
-    return metric != "log_loss"
-
-
-def _check_metric(metric: str) -> None:
-    if metric not in _METRICS:
-        raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
-
-
 def _check_severity(severity: str) -> None:
     if severity not in ("error", "warning"):
         raise ValueError(f"severity must be 'error' or 'warning', got {severity!r}")
 
 
-def _binary_labels(y_true: Any) -> np.ndarray:
-    y = np.asarray(y_true, dtype="float64").reshape(-1)
-    if len(y) == 0:
-        raise ValueError("y_true is empty")
-    if np.isnan(y).any() or not np.isin(y, (0.0, 1.0)).all():
-        raise ValueError("y_true must be 0/1 without missing values")
-    return y.astype(np.int64)
-
-
-def _scores(scores: Any, n: int, what: str) -> np.ndarray:
-    s = np.asarray(scores, dtype="float64").reshape(-1)
-    if len(s) != n:
-        raise ValueError(f"{what}: {len(s)} scores for {n} labels")
-    if np.isnan(s).any() or (s < 0).any() or (s > 1).any():
-        raise ValueError(f"{what}: scores must be probabilities in [0, 1] without NaN")
-    return s
-
-
-def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
-    """ROC AUC via the rank-sum (Mann-Whitney) identity, ties averaged; NaN with a single class.
-
-    Same value as ``sklearn.metrics.roc_auc_score`` at about half the cost, which matters inside the
-    bootstrap loop.
-    """
-    from scipy.stats import rankdata
-
-    n_pos = int(y.sum())
-    n_neg = len(y) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(p)
-    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
-def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    clipped = np.clip(p, _PROBA_EPS, 1 - _PROBA_EPS)
-    return float(-np.mean(y * np.log(clipped) + (1 - y) * np.log(1 - clipped)))
-
-
-def _accuracy(y: np.ndarray, p: np.ndarray) -> float:
-    return float(np.mean((p >= 0.5) == (y == 1)))
-
-
-def _metric_fn(metric: str) -> Callable[[np.ndarray, np.ndarray], float]:
-    """metric(y, p) -> value; NaN where undefined (AUC on a single class)."""
-    return {"auc": roc_auc, "log_loss": _log_loss, "accuracy": _accuracy}[metric]
-
-
-def _improvement(candidate: float, production: float, metric: str, relative: bool) -> float:
-    """How much better the candidate is (positive = better), absolute or relative to production."""
-    gain = candidate - production if _higher_is_better(metric) else production - candidate
-    if not relative:
-        return gain
-    return gain / abs(production) if production != 0 else (0.0 if gain == 0 else math.copysign(math.inf, gain))
+def _paired_scores(y_true: Any, candidate_scores: Any, production_scores: Any | None,
+                   severity: str, metric: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The checked labels and both models' scores on the same rows (production None without a model)."""
+    if metric is not None:
+        check_metric(metric)
+    _check_severity(severity)
+    y = binary_labels(y_true)
+    candidate = probabilities(candidate_scores, len(y), "candidate_scores")
+    production = None if production_scores is None else probabilities(production_scores, len(y), "production_scores")
+    return y, candidate, production
 
 
 def holdout_gate(
@@ -143,35 +100,23 @@ def holdout_gate(
 
     Example: ``holdout_gate(y, cand_p, prod_p, metric="auc", margin=0.01).passed``.
     """
-    _check_metric(metric)
-    _check_severity(severity)
     if margin < 0 or n_boot < 1 or not 0 < confidence < 1:
         raise ValueError("need margin >= 0, n_boot >= 1 and 0 < confidence < 1")
-    y = _binary_labels(y_true)
-    cand = _scores(candidate_scores, len(y), "candidate_scores")
-    score = _metric_fn(metric)
+    y, cand, prod = _paired_scores(y_true, candidate_scores, production_scores, severity, metric)
+    score = metric_fn(metric)
     cand_value = score(y, cand)
     if metric == "auc" and math.isnan(cand_value):
         raise ValueError("holdout_gate: AUC needs both classes in y_true")
     threshold = {"metric": metric, "margin": margin, "relative": relative, "confidence": confidence}
-    if production_scores is None:
+    if prod is None:
         return GateResult("holdout", True, severity, {f"candidate_{metric}": cand_value, "n": len(y)}, threshold,
                           f"no production model: candidate ({metric} {cand_value:.4f}) bootstraps production")
-    prod = _scores(production_scores, len(y), "production_scores")
     prod_value = score(y, prod)
-    observed = _improvement(cand_value, prod_value, metric, relative)
-
-    rng = np.random.default_rng(seed)
-    boot: list[float] = []
-    for _ in range(n_boot):
-        index = rng.integers(0, len(y), len(y))
-        c, p = score(y[index], cand[index]), score(y[index], prod[index])
-        if not (math.isnan(c) or math.isnan(p)):
-            boot.append(_improvement(c, p, metric, relative))
+    observed = improvement(cand_value, prod_value, metric, relative)
+    boot = bootstrap_improvements(y, cand, prod, metric, relative, n_boot, seed)
     if not boot:
         raise ValueError("holdout_gate: every bootstrap resample had a single class; the holdout is too small")
-    alpha = (1 - confidence) / 2
-    ci_low, ci_high = (float(v) for v in np.quantile(boot, [alpha, 1 - alpha]))
+    ci_low, ci_high = percentile_interval(boot, confidence)
     metrics = {
         f"candidate_{metric}": cand_value, f"production_{metric}": prod_value, "improvement": observed,
         "ci_low": ci_low, "ci_high": ci_high, "n": len(y), "n_boot_used": len(boot),
@@ -214,18 +159,15 @@ def fairness_gate(
     """
     from fairlearn.metrics import MetricFrame
 
-    _check_metric(metric)
-    _check_severity(severity)
     if tolerance < 0 or max_gap_widening < 0 or min_group_size < 1 or (max_gap is not None and max_gap < 0):
         raise ValueError("need tolerance >= 0, max_gap_widening >= 0, max_gap >= 0 and min_group_size >= 1")
-    y = _binary_labels(y_true)
-    cand = _scores(candidate_scores, len(y), "candidate_scores")
+    y, cand, prod = _paired_scores(y_true, candidate_scores, production_scores, severity, metric)
     group_values = pd.Series(np.asarray(groups, dtype="object").reshape(-1)).astype("string")
     if len(group_values) != len(y):
         raise ValueError(f"groups: {len(group_values)} values for {len(y)} labels")
     if group_values.isna().any():
         raise ValueError("groups contain missing values")
-    score = _metric_fn(metric)
+    score = metric_fn(metric)
     sizes = group_values.value_counts()
     small = sorted(str(g) for g in sizes[sizes < min_group_size].index)
 
@@ -236,11 +178,10 @@ def fairness_gate(
     cand_groups = by_group(cand)
     threshold = {"metric": metric, "tolerance": tolerance, "max_gap_widening": max_gap_widening,
                  "max_gap": max_gap, "min_group_size": min_group_size}
-    if production_scores is None:
+    if prod is None:
         skipped = sorted(small + [g for g, v in cand_groups.items() if math.isnan(v)])
         return GateResult("fairness", True, severity, {"candidate_by_group": cand_groups, "skipped_groups": skipped},
                           threshold, "no production model to compare against")
-    prod = _scores(production_scores, len(y), "production_scores")
     prod_groups = by_group(prod)
     compared = sorted(g for g in cand_groups if not (math.isnan(cand_groups[g]) or math.isnan(prod_groups[g])))
     skipped = sorted(small + [g for g in cand_groups if g not in compared])
@@ -248,7 +189,7 @@ def fairness_gate(
     if not compared:
         raise ValueError(f"fairness_gate: no group has enough rows with both classes to compare{note}")
 
-    sign = 1.0 if _higher_is_better(metric) else -1.0
+    sign = 1.0 if higher_is_better(metric) else -1.0
     regression = {g: sign * (prod_groups[g] - cand_groups[g]) for g in compared}
 
     def gap(values: dict[str, float]) -> float:
@@ -272,33 +213,6 @@ def fairness_gate(
     return GateResult("fairness", True, severity, metrics, threshold,
                       f"no group regresses by more than {tolerance} and the gap moves {prod_gap:.4f} -> "
                       f"{cand_gap:.4f}{note}")
-
-
-def single_feature_aucs(features: pd.DataFrame, labels: Any,
-                        columns: tuple[str, ...] = schema.FEATURE_NUMERIC) -> dict[str, float]:
-    """Orientation-free AUC (``max(auc, 1 - auc)``) of each numeric column alone against the label.
-
-    0.5 means no association, 1.0 means the column separates the classes perfectly. Rows where the
-    column is missing are ignored; a column with no usable values scores 0.5.
-    """
-    missing = [c for c in columns if c not in features.columns]
-    if missing:
-        raise ValueError(f"features are missing columns {missing}")
-    y = _binary_labels(labels)
-    if len(y) != len(features):
-        raise ValueError(f"{len(y)} labels for {len(features)} feature rows")
-    if len(np.unique(y)) < 2:
-        raise ValueError("single-feature AUC needs both classes in the labels")
-    result: dict[str, float] = {}
-    for column in columns:
-        values = pd.to_numeric(features[column], errors="coerce").to_numpy(dtype="float64")
-        usable = np.isfinite(values)
-        if len(np.unique(y[usable])) < 2:
-            result[column] = 0.5
-            continue
-        auc = roc_auc(y[usable], values[usable])
-        result[column] = max(auc, 1.0 - auc)
-    return result
 
 
 def leakage_gate(
@@ -329,7 +243,7 @@ def leakage_gate(
         raise ValueError("need 0.5 <= max_single_feature_auc <= 1 and max_jump >= 0")
     aucs = single_feature_aucs(features, labels, columns)
     if batches is not None:
-        y = _binary_labels(labels)
+        y = binary_labels(labels)
         batch_values = np.asarray(batches)
         for batch in np.unique(batch_values):
             rows = batch_values == batch
@@ -352,20 +266,6 @@ def leakage_gate(
     return GateResult("leakage", True, severity, metrics, threshold,
                       f"highest single-feature AUC {aucs[metrics['max_auc_feature']]:.4f} "
                       f"({metrics['max_auc_feature']}) is plausible")
-
-
-def expected_calibration_error(y_true: Any, scores: Any, n_bins: int = 10) -> float:
-    """ECE over ``n_bins`` equal-width probability bins: sum of |observed rate - mean score| weighted by bin size."""
-    if n_bins < 1:
-        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
-    y = _binary_labels(y_true)
-    p = _scores(scores, len(y), "scores")
-    bins = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
-    counts = np.bincount(bins, minlength=n_bins)
-    observed = np.bincount(bins, weights=y, minlength=n_bins)
-    predicted = np.bincount(bins, weights=p, minlength=n_bins)
-    filled = counts > 0
-    return float(np.sum(np.abs(observed[filled] - predicted[filled])) / len(y))
 
 
 def calibration_gate(
@@ -416,7 +316,7 @@ def selection_bias_gate(
     mask = np.asarray(labelled, dtype=bool)
     if production_scores is None:
         return GateResult("selection_bias", True, severity, {}, {}, "no production model: no feedback loop yet")
-    scores = _scores(production_scores, len(mask), "production_scores")
+    scores = probabilities(production_scores, len(mask), "production_scores")
     blocked = scores > block_threshold
     threshold = {"block_threshold": block_threshold, "min_coverage_ratio": min_coverage_ratio}
     if blocked.sum() < min_rows or (~blocked).sum() < min_rows:
@@ -449,17 +349,14 @@ def non_regression_gate(
     A local fine-tune must win where the shift is (the holdout gate, on those rows) without paying
     for it elsewhere: this gate guards the rest.
     """
-    _check_metric(metric)
-    _check_severity(severity)
-    y = _binary_labels(y_true)
+    y, candidate, production = _paired_scores(y_true, candidate_scores, production_scores, severity, metric)
     threshold = {"tolerance": tolerance, "metric": metric, "scope": scope}
-    if production_scores is None or len(np.unique(y)) < 2:
+    if production is None or len(np.unique(y)) < 2:
         return GateResult("non_regression", True, severity, {"n": len(y)}, threshold,
                           f"nothing to compare on {scope}")
-    fn = _metric_fn(metric)
-    cand = fn(y, _scores(candidate_scores, len(y), "candidate_scores"))
-    prod = fn(y, _scores(production_scores, len(y), "production_scores"))
-    worse_by = -_improvement(cand, prod, metric, relative=False)
+    fn = metric_fn(metric)
+    cand, prod = fn(y, candidate), fn(y, production)
+    worse_by = -improvement(cand, prod, metric, relative=False)
     metrics = {f"candidate_{metric}": cand, f"production_{metric}": prod, "worse_by": worse_by, "n": len(y)}
     summary = f"on {scope}: candidate {metric} {cand:.4f} vs production {prod:.4f}"
     if worse_by > tolerance:

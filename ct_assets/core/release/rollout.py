@@ -15,76 +15,38 @@ since the promotion. Verdicts:
   step (100%) is watched for one more step before the rollout is complete.
 * ``hold``: too few labelled rows to judge, or the step is not over yet.
 
-State lives in DuckDB: ``rollouts`` (one row per rollout, its current step) and ``rollout_steps`` (an
-append-only log of every verdict, which also answers "what share did model X serve on day D").
-Re-evaluating a day is idempotent: a day's advance, completion or rollback is recorded once (though a
-degraded comparison later that day still rolls an active rollout back); a hold is re-judged, since newly
-arrived labels may settle it.
+State lives in DuckDB (:mod:`ct_assets.core.release.rollout_store`); the comparison of the two models
+is :mod:`ct_assets.core.release.rollout_comparison`. Re-evaluating a day is idempotent: a day's advance,
+completion or rollback is recorded once (though a degraded comparison later that day still rolls an
+active rollout back); a hold is re-judged, since newly arrived labels may settle it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-from dataclasses import asdict, dataclass
-from datetime import date, datetime
-from typing import Any, Iterable
+from dataclasses import dataclass
+from typing import Iterable
 
 import duckdb
 import numpy as np
 
 from ct_assets.core.common import has_table, parse_iso_day, utc_now
 from ct_assets.core.data.splits import holdout_mask
-from ct_assets.core.release.gates import (
-    _binary_labels,
-    _check_metric,
-    _higher_is_better,
-    _metric_fn,
-    _scores,
-)
 from ct_assets.core.release.registry import get_production
-
-VERDICT_OK = "ok"
-VERDICT_DEGRADED = "degraded"
-VERDICT_INSUFFICIENT = "insufficient_data"
-STEP_VERDICTS: tuple[str, ...] = ("start", "hold", "advance", "complete", "rollback", "superseded")
-ROLLOUT_STATUSES: tuple[str, ...] = ("active", "completed", "rolled_back", "superseded")
-
-_DDL = (
-    f"""
-    CREATE TABLE IF NOT EXISTS rollouts (
-        rollout_id VARCHAR PRIMARY KEY,
-        model_id VARCHAR NOT NULL,
-        previous_model_id VARCHAR NOT NULL,
-        steps JSON NOT NULL,
-        days_per_step INTEGER NOT NULL,
-        start_day DATE NOT NULL,
-        status VARCHAR NOT NULL CHECK (status IN ({", ".join(repr(s) for s in ROLLOUT_STATUSES)})),
-        step_index INTEGER NOT NULL,
-        traffic_share DOUBLE NOT NULL,
-        step_started_day DATE NOT NULL,
-        reason VARCHAR NOT NULL,
-        created_at TIMESTAMP NOT NULL
-    )
-    """,
-    f"""
-    CREATE TABLE IF NOT EXISTS rollout_steps (
-        seq BIGINT PRIMARY KEY,
-        rollout_id VARCHAR NOT NULL,
-        day DATE NOT NULL,
-        verdict VARCHAR NOT NULL CHECK (verdict IN ({", ".join(repr(v) for v in STEP_VERDICTS)})),
-        step_index INTEGER NOT NULL,
-        traffic_share DOUBLE NOT NULL,
-        reason VARCHAR NOT NULL,
-        live JSON,
-        recorded_at TIMESTAMP NOT NULL
-    )
-    """,
+from ct_assets.core.release.rollout_comparison import VERDICT_DEGRADED, VERDICT_INSUFFICIENT, LiveComparison
+from ct_assets.core.release.rollout_store import (
+    RolloutRecord,
+    RolloutStep,
+    active_rollout,
+    append_step,
+    ensure_rollout_tables,
+    get_rollout,
+    insert_rollout,
+    select_rollouts,
+    select_steps,
+    update_rollout,
 )
-_ROLLOUT_COLUMNS: tuple[str, ...] = ("rollout_id", "model_id", "previous_model_id", "steps", "days_per_step",
-                                     "start_day", "status", "step_index", "traffic_share", "step_started_day",
-                                     "reason", "created_at")
 
 
 @dataclass(frozen=True)
@@ -107,71 +69,6 @@ class RolloutPlan:
         object.__setattr__(self, "steps", tuple(float(s) for s in steps))
 
 
-@dataclass(frozen=True)
-class LiveComparison:
-    """New vs previous model on the same recently labelled rows, and the complaint-rate ratio.
-
-    ``degradation`` is how much worse the new model is (positive = worse, metric units) with its paired
-    bootstrap interval ``[ci_low, ci_high]``; NaN when there was not enough data to compute it.
-    """
-
-    verdict: str  # "ok" | "degraded" | "insufficient_data"
-    reason: str
-    metric: str
-    new_value: float
-    previous_value: float
-    degradation: float
-    ci_low: float
-    ci_high: float
-    tolerance: float
-    n_rows: int
-    complaints_ratio: float | None
-    max_complaints_ratio: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (non-finite numbers become None)."""
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
-
-
-@dataclass(frozen=True)
-class RolloutRecord:
-    """One ``rollouts`` row: the rollout's plan and current step."""
-
-    rollout_id: str
-    model_id: str
-    previous_model_id: str
-    steps: tuple[float, ...]
-    days_per_step: int
-    start_day: date
-    status: str
-    step_index: int
-    traffic_share: float
-    step_started_day: date
-    reason: str
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class RolloutStep:
-    """One verdict of a rollout on one day, and the traffic share of the new model from that day on."""
-
-    rollout_id: str
-    model_id: str
-    previous_model_id: str
-    day: date
-    verdict: str  # one of STEP_VERDICTS
-    step_index: int
-    traffic_share: float
-    reason: str
-    live: dict[str, Any] | None
-
-
-def ensure_rollout_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create ``rollouts`` and ``rollout_steps`` if they do not exist (idempotent)."""
-    for statement in _DDL:
-        con.execute(statement)
-
-
 def traffic_split(event_ids: Iterable[object], share: float, salt: str) -> np.ndarray:
     """True for the rows the new model serves: ``sha256(salt:id)`` mapped to [0, 1) is below ``share``.
 
@@ -191,102 +88,6 @@ def traffic_split(event_ids: Iterable[object], share: float, salt: str) -> np.nd
             raise ValueError("event_ids contain missing ids")
         return np.full(len(ids), share == 1.0, dtype=bool)
     return holdout_mask(ids, fraction=float(share), salt=salt)
-
-
-def compare_live(
-    y: Any,
-    new_scores: Any,
-    previous_scores: Any,
-    complaints_ratio: float | None,
-    metric: str = "auc",
-    tolerance: float = 0.02,
-    min_rows: int = 200,
-    *,
-    max_complaints_ratio: float = 1.5,
-    n_boot: int = 200,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> LiveComparison:
-    """Compare the new and the previous model on the same labelled rows ``y`` (a shadow comparison).
-
-    ``degraded`` when complaints rose to more than ``max_complaints_ratio`` times their pre-promotion
-    rate (``complaints_ratio``; None = unknown, not judged), or when the new model is worse by more than
-    ``tolerance`` (metric units) and the paired bootstrap ``confidence`` interval of the degradation lies
-    above zero, so noise alone never rolls back. ``insufficient_data`` with fewer than ``min_rows`` rows
-    (or one class, for AUC).
-
-    Example: ``compare_live(y, new_p, old_p, complaints_ratio=1.1).verdict`` -> ``"ok"``.
-    """
-    _check_metric(metric)
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < math.inf:
-        raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
-    if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 2:
-        raise ValueError(f"min_rows must be an integer >= 2, got {min_rows!r}")
-    if complaints_ratio is not None and (not isinstance(complaints_ratio, (int, float)) or math.isnan(complaints_ratio)
-                                         or complaints_ratio < 0):
-        raise ValueError(f"complaints_ratio must be a number >= 0 or None, got {complaints_ratio!r}")
-    if not max_complaints_ratio >= 1.0:
-        raise ValueError(f"max_complaints_ratio must be >= 1, got {max_complaints_ratio!r}")
-    if n_boot < 1 or not 0.0 < confidence < 1.0:
-        raise ValueError("need n_boot >= 1 and 0 < confidence < 1")
-
-    labels = np.asarray(y).reshape(-1)
-    n_rows = int(labels.shape[0])
-    nan = float("nan")
-    common = dict(metric=metric, tolerance=float(tolerance), n_rows=n_rows,
-                  complaints_ratio=None if complaints_ratio is None else float(complaints_ratio),
-                  max_complaints_ratio=float(max_complaints_ratio))
-    values: dict[str, float] = dict(new_value=nan, previous_value=nan, degradation=nan, ci_low=nan, ci_high=nan)
-    if n_rows:
-        labels = _binary_labels(labels)
-        new = _scores(new_scores, n_rows, "new_scores")
-        previous = _scores(previous_scores, n_rows, "previous_scores")
-        if n_rows >= min_rows:
-            values = _paired_degradation(labels, new, previous, metric, n_boot, confidence, seed)
-
-    complaints_rose = complaints_ratio is not None and complaints_ratio > max_complaints_ratio
-    complaint_text = ("complaints unknown" if complaints_ratio is None else
-                      f"complaints {complaints_ratio:.3g}x the pre-promotion rate (max {max_complaints_ratio:.3g}x)")
-    if math.isnan(values["degradation"]):
-        metric_text = (f"{n_rows} labelled rows < {min_rows} needed" if n_rows < min_rows
-                       else f"{metric} undefined on {n_rows} rows (a single class)")
-    else:
-        metric_text = (f"{metric} new {values['new_value']:.4f} vs previous {values['previous_value']:.4f}: "
-                       f"worse by {values['degradation']:+.4f} (tolerance {tolerance:.4f}), "
-                       f"{confidence:.0%} CI [{values['ci_low']:+.4f}, {values['ci_high']:+.4f}], n={n_rows}")
-    metric_worse = values["degradation"] > tolerance and values["ci_low"] > 0  # False when NaN
-    if complaints_rose or metric_worse:
-        why = [text for text, fired in ((metric_text, metric_worse), (complaint_text, complaints_rose)) if fired]
-        verdict, reason = VERDICT_DEGRADED, "new model degraded: " + "; ".join(why)
-    elif math.isnan(values["degradation"]):
-        verdict, reason = VERDICT_INSUFFICIENT, f"cannot judge yet: {metric_text}; {complaint_text}"
-    else:
-        verdict, reason = VERDICT_OK, f"new model holds up: {metric_text}; {complaint_text}"
-    return LiveComparison(verdict=verdict, reason=reason, **values, **common)  # type: ignore[arg-type]
-
-
-def _paired_degradation(y: np.ndarray, new: np.ndarray, previous: np.ndarray, metric: str, n_boot: int,
-                        confidence: float, seed: int) -> dict[str, float]:
-    """Point degradation (positive = new worse) and its paired bootstrap interval; NaN if undefined."""
-    score = _metric_fn(metric)
-    sign = 1.0 if _higher_is_better(metric) else -1.0
-    new_value, previous_value = score(y, new), score(y, previous)
-    nan = float("nan")
-    if math.isnan(new_value) or math.isnan(previous_value):
-        return dict(new_value=new_value, previous_value=previous_value, degradation=nan, ci_low=nan, ci_high=nan)
-    rng = np.random.default_rng(seed)
-    boot = []
-    for _ in range(n_boot):
-        index = rng.integers(0, len(y), len(y))
-        n, p = score(y[index], new[index]), score(y[index], previous[index])
-        if not (math.isnan(n) or math.isnan(p)):
-            boot.append(sign * (p - n))
-    if not boot:
-        return dict(new_value=new_value, previous_value=previous_value, degradation=nan, ci_low=nan, ci_high=nan)
-    alpha = (1.0 - confidence) / 2.0
-    ci_low, ci_high = (float(v) for v in np.quantile(boot, [alpha, 1.0 - alpha]))
-    return dict(new_value=float(new_value), previous_value=float(previous_value),
-                degradation=float(sign * (previous_value - new_value)), ci_low=ci_low, ci_high=ci_high)
 
 
 def start_rollout(con: duckdb.DuckDBPyConnection, model_id: str, previous_model_id: str | None,
@@ -319,14 +120,11 @@ def start_rollout(con: duckdb.DuckDBPyConnection, model_id: str, previous_model_
     try:
         if active is not None:
             superseded = f"superseded by rollout {rollout_id} of {model_id}: {active.model_id} serves the rest"
-            _update_rollout(con, active.rollout_id, "superseded", active.step_index, 1.0, start, superseded)
-            _append_step(con, active.rollout_id, start, "superseded", active.step_index, 1.0, superseded, None)
-        con.execute(
-            f"INSERT INTO rollouts ({', '.join(_ROLLOUT_COLUMNS)}) VALUES ({', '.join('?' for _ in _ROLLOUT_COLUMNS)})",
-            [rollout_id, model_id, previous_model_id, json.dumps(list(plan.steps)), plan.days_per_step, start,
-             "active", 0, plan.steps[0], start, reason, utc_now()],
-        )
-        _append_step(con, rollout_id, start, "start", 0, plan.steps[0], reason, None)
+            update_rollout(con, active.rollout_id, "superseded", active.step_index, 1.0, start, superseded)
+            append_step(con, active.rollout_id, start, "superseded", active.step_index, 1.0, superseded, None)
+        insert_rollout(con, RolloutRecord(rollout_id, model_id, previous_model_id, plan.steps, plan.days_per_step,
+                                          start, "active", 0, plan.steps[0], start, reason, utc_now()))
+        append_step(con, rollout_id, start, "start", 0, plan.steps[0], reason, None)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -344,10 +142,10 @@ def advance_rollout(con: duckdb.DuckDBPyConnection, day: str, live: LiveComparis
     rollout = active_rollout(con)
     # A day moves a rollout once (a rollout that completed or rolled back today still answers for it),
     # except that degradation seen later the same day still rolls an active rollout back.
-    latest = rollout or next(iter(reversed(_rollouts(con, "", []))), None)
+    latest = rollout or next(iter(reversed(select_rollouts(con, "", []))), None)
     if latest is not None:
-        recorded = _steps(con, "s.rollout_id = ? AND s.day = ? AND s.verdict IN ('advance', 'complete', 'rollback')",
-                          [latest.rollout_id, today])
+        recorded = select_steps(con, "s.rollout_id = ? AND s.day = ? "
+                                "AND s.verdict IN ('advance', 'complete', 'rollback')", [latest.rollout_id, today])
         if recorded and (rollout is None or live.verdict != VERDICT_DEGRADED):
             return recorded[-1]
     if rollout is None:
@@ -377,13 +175,13 @@ def advance_rollout(con: duckdb.DuckDBPyConnection, day: str, live: LiveComparis
         # A hold is re-judged on re-evaluation (labels may have arrived): replace the day's earlier hold.
         con.execute("DELETE FROM rollout_steps WHERE rollout_id = ? AND day = ? AND verdict = 'hold'",
                     [rollout.rollout_id, today])
-        _update_rollout(con, rollout.rollout_id, status, index, share, started, reason)
-        _append_step(con, rollout.rollout_id, today, verdict, index, share, reason, live.to_dict())
+        update_rollout(con, rollout.rollout_id, status, index, share, started, reason)
+        append_step(con, rollout.rollout_id, today, verdict, index, share, reason, live.to_dict())
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    return _steps(con, "s.rollout_id = ? AND s.day = ?", [rollout.rollout_id, today])[-1]
+    return select_steps(con, "s.rollout_id = ? AND s.day = ?", [rollout.rollout_id, today])[-1]
 
 
 def current_traffic_share(con: duckdb.DuckDBPyConnection, model_id: str, day: str) -> float:
@@ -412,68 +210,6 @@ def current_traffic_share(con: duckdb.DuckDBPyConnection, model_id: str, day: st
         return 0.0
     production = get_production(con)
     return 1.0 if production is not None and production.model_id == model_id else 0.0
-
-
-def get_rollout(con: duckdb.DuckDBPyConnection, rollout_id: str) -> RolloutRecord | None:
-    """The rollout with ``rollout_id``, or None."""
-    rows = _rollouts(con, "WHERE rollout_id = ?", [rollout_id])
-    return rows[0] if rows else None
-
-
-def active_rollout(con: duckdb.DuckDBPyConnection) -> RolloutRecord | None:
-    """The rollout currently ramping, or None (at most one is active)."""
-    rows = _rollouts(con, "WHERE status = 'active'", [])
-    if len(rows) > 1:
-        raise ValueError(f"rollouts are inconsistent: {len(rows)} active rollouts")
-    return rows[0] if rows else None
-
-
-def list_rollout_steps(con: duckdb.DuckDBPyConnection, rollout_id: str) -> list[RolloutStep]:
-    """Every recorded verdict of a rollout, oldest first."""
-    return _steps(con, "s.rollout_id = ?", [rollout_id])
-
-
-def _rollouts(con: duckdb.DuckDBPyConnection, where: str, params: list[Any]) -> list[RolloutRecord]:
-    if not has_table(con, "rollouts"):
-        return []
-    rows = con.execute(f"SELECT {', '.join(_ROLLOUT_COLUMNS)} FROM rollouts {where} ORDER BY created_at",
-                       params).fetchall()
-    records = []
-    for row in rows:
-        values = dict(zip(_ROLLOUT_COLUMNS, row))
-        values["steps"] = tuple(json.loads(values["steps"]))
-        records.append(RolloutRecord(**values))
-    return records
-
-
-def _steps(con: duckdb.DuckDBPyConnection, condition: str, params: list[Any]) -> list[RolloutStep]:
-    """Steps matching ``condition`` (over alias ``s`` = rollout_steps), oldest first."""
-    if not has_table(con, "rollout_steps"):
-        return []
-    rows = con.execute(
-        "SELECT s.rollout_id, r.model_id, r.previous_model_id, s.day, s.verdict, s.step_index, s.traffic_share, "
-        f"s.reason, s.live FROM rollout_steps s JOIN rollouts r ON r.rollout_id = s.rollout_id WHERE {condition} "
-        "ORDER BY s.seq", params).fetchall()
-    return [RolloutStep(*row[:8], live=None if row[8] is None else json.loads(row[8])) for row in rows]
-
-
-def _update_rollout(con: duckdb.DuckDBPyConnection, rollout_id: str, status: str, step_index: int,
-                    traffic_share: float, step_started_day: date, reason: str) -> None:
-    con.execute("UPDATE rollouts SET status = ?, step_index = ?, traffic_share = ?, step_started_day = ?, reason = ? "
-                "WHERE rollout_id = ?", [status, step_index, traffic_share, step_started_day, reason, rollout_id])
-
-
-def _append_step(con: duckdb.DuckDBPyConnection, rollout_id: str, day: date, verdict: str, step_index: int,
-                 traffic_share: float, reason: str, live: dict[str, Any] | None) -> None:
-    # Writers to the live database are serialized, so max + 1 inside the transaction is unique.
-    seq = con.execute("SELECT coalesce(max(seq), 0) + 1 FROM rollout_steps").fetchall()[0][0]
-    con.execute(
-        "INSERT INTO rollout_steps (seq, rollout_id, day, verdict, step_index, traffic_share, reason, live, "
-        "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [seq, rollout_id, day, verdict, step_index, traffic_share, reason,
-         None if live is None else json.dumps(live, sort_keys=True), utc_now()],
-    )
-
 
 
 def _require_text(value: object, what: str) -> None:

@@ -25,12 +25,13 @@ from ct_assets.core.data import schema
 from ct_assets.core.data.features import ensure_features_table, load_features
 from ct_assets.core.data.ingest import ensure_ingest_tables
 from ct_assets.core.ops.alerts import Notifier, raise_alert
-from ct_assets.core.release.evaluation import GateSettings
-from ct_assets.core.release.gates import (
-    GateResult,
-    calibration_gate,
-    fairness_gate,
-    non_regression_gate,
+from ct_assets.core.release.gates import GateResult
+from ct_assets.core.release.lineup import (
+    GateSettings,
+    HoldoutScores,
+    blocking_failures,
+    online_chain_gates,
+    recorded_blocking_failures,
 )
 from ct_assets.core.release.registry import (
     ModelRecord,
@@ -120,7 +121,7 @@ def newly_labelled_features(con: duckdb.DuckDBPyConnection, arrival_day: str) ->
 
 def _gates_passed(record: ModelRecord) -> bool:
     results = record.gate_results or []
-    return bool(results) and all(r.get("passed") or r.get("severity") != "error" for r in results)
+    return bool(results) and not recorded_blocking_failures(results)
 
 
 def chain_anchor(con: duckdb.DuckDBPyConnection, record: ModelRecord) -> tuple[ModelRecord, int]:
@@ -140,25 +141,15 @@ def chain_anchor(con: duckdb.DuckDBPyConnection, record: ModelRecord) -> tuple[M
 
 def _scheduled_gates(con: duckdb.DuckDBPyConnection, models_dir: Path, day: str, model_id: str,
                      anchor: ModelRecord, online: OnlineConfig, settings: GateSettings) -> list[GateResult]:
-    end = parse_iso_day(day)
-    frame = load_features(con, str(end - timedelta(days=online.gate_window_days - 1)), day, labelled_only=True)
-    _, holdout = split_train_holdout(frame)
-    if holdout.empty or holdout[schema.FRAUD_LABEL_COLUMN].nunique() < 2:
-        return [GateResult("non_regression", True, "error", {"n": len(holdout)}, {},
-                           "too few labelled holdout rows to judge the online chain yet")]
+    start = parse_iso_day(day) - timedelta(days=online.gate_window_days - 1)
+    _, holdout = split_train_holdout(load_features(con, str(start), day, labelled_only=True))
     inputs = holdout[list(MODEL_INPUTS)]
-    current_scores = predict_proba(load_model(models_dir, model_id), inputs)
-    anchor_scores = predict_proba(load_model(models_dir, anchor.model_id), inputs)
-    y = holdout[schema.FRAUD_LABEL_COLUMN].to_numpy()
-    scope = f"labelled holdout rows of {end - timedelta(days=online.gate_window_days - 1)}..{day} vs {anchor.model_id}"
-    return [
-        non_regression_gate(y, current_scores, anchor_scores, metric=settings.metric,
-                            tolerance=online.tolerance, scope=scope),
-        fairness_gate(y, current_scores, anchor_scores, holdout[schema.GROUP_COLUMN].to_numpy(), metric="auc",
-                      tolerance=settings.fairness_tolerance, max_gap_widening=settings.max_gap_widening,
-                      max_gap=settings.fairness_max_gap),
-        calibration_gate(y, current_scores, anchor_scores, max_ece_increase=settings.max_ece_increase),
-    ]
+    holdout_scores = HoldoutScores(holdout[schema.FRAUD_LABEL_COLUMN].to_numpy(),
+                                   predict_proba(load_model(models_dir, model_id), inputs),
+                                   predict_proba(load_model(models_dir, anchor.model_id), inputs),
+                                   holdout[schema.GROUP_COLUMN].to_numpy())
+    return online_chain_gates(holdout_scores, settings, online.tolerance,
+                              scope=f"labelled holdout rows of {start}..{day} vs {anchor.model_id}")
 
 
 def apply_online_update(con: duckdb.DuckDBPyConnection, models_dir: Path, day: str, config: TrainingConfig,
@@ -211,7 +202,7 @@ def apply_online_update(con: duckdb.DuckDBPyConnection, models_dir: Path, day: s
                              updates, (), anchor.model_id)
     gates = _scheduled_gates(con, models_dir, day, record.model_id, anchor, online, settings)
     record_gate_results(con, record.model_id, gates)
-    failed = [g for g in gates if not g.passed and g.severity == "error"]
+    failed = blocking_failures(gates)
     if not failed:
         return OnlineOutcome("updated", record.model_id,
                              f"online chain of {updates} updates passed its scheduled gates", updates,

@@ -12,6 +12,7 @@ from dagster_duckdb import DuckDBResource
 
 from ct_assets.core.ops.alerts import raise_alert
 from ct_assets.core.release.evaluation import evaluate_candidate
+from ct_assets.core.release.lineup import blocking_failures
 from ct_assets.defs.resources import DUCKDB_POOL, CTSettings, CTStorage
 from ct_assets.defs.training.candidates import CANDIDATE_ASSETS
 
@@ -43,7 +44,7 @@ def _gates_for(candidate: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
         model_id = str(event.asset_materialization.metadata["model_id"].value)
         with duckdb.get_connection() as con:
             results = evaluate_candidate(con, storage.models_dir, model_id, settings.gate_settings())
-            failed = [g for g in results if not g.passed and g.severity == "error"]
+            failed = blocking_failures(results)
             if failed:
                 raise_alert(con, "gate_failed", "error", model_id,
                             f"candidate {model_id} not promoted: " + "; ".join(f"{g.name}: {g.reason}" for g in failed),
