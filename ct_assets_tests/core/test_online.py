@@ -13,6 +13,7 @@ from ct_assets.core.data import schema
 from ct_assets.core.data.features import build_features, load_features
 from ct_assets.core.data.ingest import ingest_events, ingest_labels
 from ct_assets.core.ops.alerts import FileNotifier
+from ct_assets.core.release.deployment import promote
 from ct_assets.core.release.evaluation import GateSettings
 from ct_assets.core.release.registry import (
     ModelRecord,
@@ -20,7 +21,6 @@ from ct_assets.core.release.registry import (
     get_model,
     get_production,
     list_deployments,
-    promote,
     register_candidate,
 )
 from ct_assets.core.training.artifacts import load_model, save_model

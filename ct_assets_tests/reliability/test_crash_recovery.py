@@ -38,11 +38,11 @@ from ct_assets.core.ops.doctor import (
     remove_temp_leftovers,
 )
 from ct_assets.core.ops.snapshots import SNAPSHOT_NAME, publish_snapshot
+from ct_assets.core.release.deployment import promote
 from ct_assets.core.release.registry import (
     get_production,
     list_deployments,
     list_models,
-    promote,
 )
 from ct_assets.core.training.artifacts import load_model, save_model, weights_sha256
 from ct_assets.core.training.candidates import CandidateRequest, build_candidate
@@ -85,7 +85,7 @@ OPERATIONS: dict[str, str] = {
         "nudged = replace(base, weights={k: v + 0.001 for k, v in base.weights.items()})\n"
         "save_model(data / 'models', nudged, {'code_version': 'crash-test'})\n"),
     faults.PROMOTE_INSIDE_SWAP: PRELUDE + (
-        "from ct_assets.core.release.registry import promote\n"
+        "from ct_assets.core.release.deployment import promote\n"
         "promote(con, sys.argv[2], actor='crash-test', reason='interrupted promotion')\n"),
     faults.SNAPSHOT_BEFORE_RENAME: PRELUDE + (
         "from ct_assets.core.ops.snapshots import publish_snapshot\n"

@@ -26,11 +26,11 @@ from ct_assets.core.ops.doctor import (
     remove_temp_leftovers,
 )
 from ct_assets.core.ops.snapshots import SNAPSHOT_NAME, publish_snapshot
+from ct_assets.core.release.deployment import promote
 from ct_assets.core.release.gates import GateResult
 from ct_assets.core.release.registry import (
     ModelRecord,
     ensure_registry_tables,
-    promote,
     record_gate_results,
     register_candidate,
 )
