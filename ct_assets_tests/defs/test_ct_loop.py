@@ -3,17 +3,11 @@
 import json
 
 import dagster as dg
-import duckdb
 
 from ct_assets.defs.release.production import model_approval
 from ct_assets.defs.resources import CTSettings
 from ct_assets.simulation.simulator import SimulatorConfig, parse_timeline
-from ct_assets_tests.defs.pipeline import Pipeline
-
-
-def query(data_dir, sql):
-    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
-        return con.execute(sql).fetchall()
+from ct_assets_tests.defs.pipeline import Pipeline, query
 
 
 def approve_in_ui(pipeline, model_id, override=False):

@@ -51,6 +51,8 @@ VERDICT_INSUFFICIENT = "insufficient_data"
 STEP_VERDICTS: tuple[str, ...] = ("start", "hold", "advance", "complete", "rollback", "superseded")
 ROLLOUT_STATUSES: tuple[str, ...] = ("active", "completed", "rolled_back", "superseded")
 
+# Copied into the analyst snapshot (core/ops/snapshots.py).
+ANALYST_TABLES: tuple[str, ...] = ("rollouts", "rollout_steps")
 _DDL = (
     f"""
     CREATE TABLE IF NOT EXISTS rollouts (

@@ -62,7 +62,7 @@ def backtest_result(context: dg.AssetExecutionContext, config: BacktestRunConfig
 def backtest_tables(backtest_result: BacktestResult, duckdb: DuckDBResource,
                     storage: CTStorage) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:
-        plot = store_backtest(con, backtest_result, storage.root / "backtest")
+        plot = store_backtest(con, backtest_result, storage.backtest_dir)
     checks = target_checks(backtest_result)
     targets = "\n".join(f"| {c.target} | {'n/a' if c.value is None else f'{c.value:.4g}'} | {c.threshold:g} | "
                         f"{'yes' if c.met else 'NO'} |" for c in checks)
