@@ -23,6 +23,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ct_assets.core.data.layout import DataLayout
+
 # After 13 stable days: a regional promotion (fine-tune), a passing market shift (an update, then a
 # rollback when the market reverts), new slang during a label-leaking pipeline bug (gate failure).
 # Shifts start a few days after the history so the first model exists when they arrive.
@@ -31,8 +33,8 @@ DEFAULT_TIMELINE = ("stable@0,regional_promotion@13:until=17,market_shift@17:unt
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _data_dir() -> Path:
-    return Path(os.environ.get("CT_DATA_DIR", PROJECT_ROOT / "data")).resolve()
+def _layout() -> DataLayout:
+    return DataLayout.from_environment(default_root=PROJECT_ROOT / "data")
 
 
 def _simulator_config(args: argparse.Namespace):
@@ -46,15 +48,14 @@ def _land(args: argparse.Namespace, days: int) -> list[Path]:
     from ct_assets.simulation.landing import next_day_index, write_day
     from ct_assets.simulation.serving import serving_fn_from_snapshot
 
-    data_dir = _data_dir()
+    layout = _layout()
     config = _simulator_config(args)
-    state_dir = data_dir / "simulator_state"
-    start = next_day_index(state_dir, config)
+    start = next_day_index(layout.simulator_state_dir, config)
     written = []
     for day_index in range(start, start + days):
         # Orders are served (and complaints and feedback-loop labels caused) by the deployed models.
-        serving_fn = serving_fn_from_snapshot(data_dir / "snapshots" / "latest.duckdb", data_dir / "models")
-        written.append(write_day(data_dir / "landing", state_dir, config, day_index, serving_fn))
+        serving_fn = serving_fn_from_snapshot(layout.snapshot_path, layout.models_dir)
+        written.append(write_day(layout.landing_dir, layout.simulator_state_dir, config, day_index, serving_fn))
         print(f"landed {written[-1].name} (day {day_index})", flush=True)
     return written
 
@@ -70,20 +71,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    data_dir = _data_dir()
-    dagster_home = Path(os.environ.get("DAGSTER_HOME", data_dir / "dagster_home")).resolve()
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
-    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "CT_DATA_DIR": str(data_dir),
-           "CT_DUCKDB_PATH": os.environ.get("CT_DUCKDB_PATH", str(data_dir / "warehouse.duckdb"))}
-    already = len(list((data_dir / "simulator_state" / "generated").glob("*.json")))
+    layout = _layout()
+    layout.dagster_home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", layout.dagster_home / "dagster.yaml")
+    env = {**os.environ, **layout.environment()}
+    already = len(list((layout.simulator_state_dir / "generated").glob("*.json")))
     if already < args.history_days:
         _land(args, args.history_days - already)
     clock = subprocess.Popen(
         [sys.executable, "-m", "ct_assets.cli", "simulate", "--follow", "--every", str(args.every),
          "--scenario", args.scenario, "--rows-per-day", str(args.rows_per_day), "--seed", str(args.seed)],
         env=env)
-    print(f"Dagster UI: http://127.0.0.1:{args.port}  (analysts: {data_dir / 'snapshots' / 'latest.duckdb'})",
+    print(f"Dagster UI: http://127.0.0.1:{args.port}  (analysts: {layout.snapshot_path})",
           flush=True)
     try:
         return subprocess.call(
@@ -97,7 +96,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _snapshot():
     import duckdb
 
-    snapshot = _data_dir() / "snapshots" / "latest.duckdb"
+    snapshot = _layout().snapshot_path
     if not snapshot.exists():
         raise ValueError(f"no analyst snapshot yet at {snapshot}: start the pipeline first (make run)")
     return duckdb.connect(str(snapshot), read_only=True)
@@ -162,13 +161,13 @@ def _live_connection():
     """The live warehouse for a human's write; waits for the pipeline's current writer to finish."""
     import duckdb
 
-    database = os.environ.get("CT_DUCKDB_PATH", str(_data_dir() / "warehouse.duckdb"))
-    if not Path(database).exists():  # connecting would create an empty warehouse
+    database = _layout().warehouse_path
+    if not database.exists():  # connecting would create an empty warehouse
         raise ValueError(f"no warehouse at {database}: start the pipeline first (make run)")
     deadline = time.monotonic() + 60
     while True:
         try:
-            return duckdb.connect(database)
+            return duckdb.connect(str(database))
         except duckdb.IOException as exc:
             if time.monotonic() > deadline:
                 raise ValueError(f"the warehouse stayed locked by the pipeline for 60 s: {exc}") from exc
@@ -197,7 +196,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(f"{'met ' if check.met else 'MISS'} {check.target}: {value} (threshold {check.threshold:g}) {check.detail}")
     # Results go to the live warehouse (the analyst snapshot then carries them) unless --db names a file.
     with (duckdb.connect(args.db) if args.db else _live_connection()) as con:
-        plot = store_backtest(con, result, _data_dir() / "backtest")
+        plot = store_backtest(con, result, _layout().backtest_dir)
     print(f"\nstored in backtest_runs / backtest_daily; plot {plot}")
     return 0
 
@@ -237,16 +236,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     from ct_assets.core.ops.doctor import check_invariants, remove_temp_leftovers
 
-    data_dir = Path(args.data_dir).resolve() if args.data_dir else _data_dir()
-    database = args.database or (str(data_dir / "warehouse.duckdb") if args.data_dir
-                                 else os.environ.get("CT_DUCKDB_PATH", str(data_dir / "warehouse.duckdb")))
+    # --data-dir names a whole layout: its own warehouse, whatever CT_DUCKDB_PATH says.
+    layout = DataLayout.from_root(Path(args.data_dir).resolve()) if args.data_dir else _layout()
+    database = args.database or str(layout.warehouse_path)
     if args.repair:
-        for path in remove_temp_leftovers(data_dir, min_age_seconds=args.min_age_seconds):
+        for path in remove_temp_leftovers(layout.root, min_age_seconds=args.min_age_seconds):
             print(f"removed {path}")
     deadline = time.monotonic() + 60
     while True:
         try:
-            report = check_invariants(database, data_dir)
+            report = check_invariants(database, layout.root)
             break
         except duckdb.IOException as exc:  # the pipeline is writing: its steps are short, wait
             if time.monotonic() > deadline:

@@ -9,6 +9,7 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
+from ct_assets.core.data.layout import DATA_DIR_ENV, DUCKDB_PATH_ENV, DataLayout
 from ct_assets.core.decision.policy_config import (
     DEFAULT_POLICY_PATH,
     PolicyConfig,
@@ -41,33 +42,37 @@ class Warehouse(DuckDBResource):
 
 
 class CTStorage(dg.ConfigurableResource):
-    """The data directory: landing zone, quarantine, model artifacts, reports and snapshots."""
+    """The data directory (its layout: core/data/layout.py)."""
 
     data_dir: str
 
     @property
-    def root(self) -> Path:
-        return Path(self.data_dir)
+    def layout(self) -> DataLayout:
+        return DataLayout.from_root(self.data_dir)
 
     @property
     def landing_dir(self) -> Path:
-        return self.root / "landing"
+        return self.layout.landing_dir
 
     @property
     def quarantine_dir(self) -> Path:
-        return self.root / "quarantine"
+        return self.layout.quarantine_dir
 
     @property
     def models_dir(self) -> Path:
-        return self.root / "models"
+        return self.layout.models_dir
 
     @property
     def reports_dir(self) -> Path:
-        return self.root / "reports"
+        return self.layout.reports_dir
 
     @property
     def snapshots_dir(self) -> Path:
-        return self.root / "snapshots"
+        return self.layout.snapshots_dir
+
+    @property
+    def backtest_dir(self) -> Path:
+        return self.layout.backtest_dir
 
 
 class CTSettings(dg.ConfigurableResource):
@@ -134,9 +139,9 @@ def default_resources() -> dict[str, object]:
     """Resources for `dagster dev`: paths come from the environment set by `make run`."""
     return {
         # A memory cap keeps a huge landing file's ingest flat (DuckDB spills to disk past it).
-        "duckdb": Warehouse(database=dg.EnvVar("CT_DUCKDB_PATH"),
+        "duckdb": Warehouse(database=dg.EnvVar(DUCKDB_PATH_ENV),
                             connection_config={"memory_limit": os.environ.get("CT_DUCKDB_MEMORY_LIMIT", "2GB")}),
-        "storage": CTStorage(data_dir=dg.EnvVar("CT_DATA_DIR")),
+        "storage": CTStorage(data_dir=dg.EnvVar(DATA_DIR_ENV)),
         "settings": CTSettings(
             online_enabled=os.environ.get("CT_ONLINE_MODE", "0") == "1",
             notifier_kind=os.environ.get("CT_NOTIFIER_KIND", "log"),

@@ -17,7 +17,7 @@ from ct_assets.core.monitoring.concept_drift import detect_concept_drift
 from ct_assets.core.monitoring.drift.report import build_drift_report
 from ct_assets.core.monitoring.drift.types import DriftConfig, DriftReport
 from ct_assets.core.monitoring.store import (
-    DRIFT_TABLES,
+    ANALYST_TABLES,
     drift_report_id,
     ensure_drift_tables,
     write_complaint_result,
@@ -67,7 +67,7 @@ def test_report_round_trip_in_a_duckdb_file(tmp_path, report: DriftReport) -> No
 
     with duckdb.connect(str(path), read_only=True) as con:
         tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        assert set(DRIFT_TABLES) <= tables
+        assert set(ANALYST_TABLES) <= tables
         row = con.execute(
             "SELECT report_id, reference_id, model_id, scope, severity, severity_level, affected_segments, "
             "drifted_features, flags, plot_path, summary_json, created_at FROM drift_reports"

@@ -19,13 +19,13 @@ from ct_assets.core.decision.policy import decide
 from ct_assets.core.decision.policy_config import load_policy_config
 from ct_assets.core.decision.records import record_decision
 from ct_assets.core.release import lineup
+from ct_assets.core.release.deployment import promote
 from ct_assets.core.release.evaluation import evaluate_candidate
 from ct_assets.core.release.gates import GateResult
 from ct_assets.core.release.registry import (
     ModelRecord,
     ensure_registry_tables,
     get_model,
-    promote,
     register_candidate,
 )
 from ct_assets.core.training.artifacts import save_model

@@ -24,12 +24,11 @@ from ct_assets.core.decision.policy_config import (
     parse_policy_config,
 )
 from ct_assets.core.monitoring.store import ensure_drift_tables
+from ct_assets.core.release.deployment import promote, reject
 from ct_assets.core.release.registry import (
     ModelRecord,
     ensure_registry_tables,
-    promote,
     register_candidate,
-    reject,
 )
 
 DAY = "2024-03-20"

@@ -6,10 +6,10 @@ import pytest
 from ct_assets.core.data.features import load_features
 from ct_assets.core.monitoring.drift.types import DriftConfig
 from ct_assets.core.monitoring.reference import current_reference, monitor_day
+from ct_assets.core.release.deployment import promote
 from ct_assets.core.release.registry import (
     ModelRecord,
     ensure_registry_tables,
-    promote,
     register_candidate,
 )
 from ct_assets.core.training.artifacts import save_model

@@ -12,6 +12,7 @@ import pytest
 from ct_assets.core.data import schema
 from ct_assets.core.data.features import load_features
 from ct_assets.core.ops.alerts import FileNotifier
+from ct_assets.core.release.deployment import promote
 from ct_assets.core.release.lineup import GateSettings
 from ct_assets.core.release.registry import (
     ModelRecord,
@@ -19,7 +20,6 @@ from ct_assets.core.release.registry import (
     get_model,
     get_production,
     list_deployments,
-    promote,
     register_candidate,
 )
 from ct_assets.core.training.artifacts import load_model, save_model

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 
 from ct_assets.core.data.splits import holdout_mask
+from ct_assets.core.ops.alerts import LogNotifier
+from ct_assets.core.release.deployment import promote, roll_back
 from ct_assets.core.release.registry import (
     ModelRecord,
     ensure_registry_tables,
     get_production,
-    promote,
     register_candidate,
 )
-from ct_assets.core.release.registry import rollback as registry_rollback
 from ct_assets.core.release.rollout import (
     RolloutPlan,
     advance_rollout,
@@ -184,7 +184,7 @@ def test_a_degraded_model_gets_a_rollback_verdict(con: duckdb.DuckDBPyConnection
     assert [s.verdict for s in list_rollout_steps(con, record.rollout_id)] == ["start", "advance", "advance", "rollback"]
     assert advance_rollout(con, day(2), healthy(data)) == step  # the day's verdict stands on re-evaluation
     # Acting on the verdict is the registry's pointer swap.
-    registry_rollback(con, actor="sensor:rollout", reason=step.reason)
+    roll_back(con, "sensor:rollout", step.reason, LogNotifier())
     assert get_production(con).model_id == "m-a"
 
 

@@ -2,10 +2,10 @@ import duckdb
 import numpy as np
 
 from ct_assets.core.data.features import features_from_events
+from ct_assets.core.release.deployment import promote
 from ct_assets.core.release.registry import (
     ModelRecord,
     ensure_registry_tables,
-    promote,
     register_candidate,
 )
 from ct_assets.core.release.rollout import RolloutPlan, start_rollout, traffic_split

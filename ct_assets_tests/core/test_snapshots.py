@@ -4,7 +4,20 @@ import sys
 import duckdb
 import pytest
 
-from ct_assets.core.ops.snapshots import SNAPSHOT_NAME, publish_snapshot
+from ct_assets.core.backtest.store import ensure_backtest_tables
+from ct_assets.core.data.features import ensure_features_table
+from ct_assets.core.data.ingest import ensure_ingest_tables
+from ct_assets.core.data.layout import SNAPSHOT_NAME
+from ct_assets.core.decision.records import ensure_decision_tables
+from ct_assets.core.monitoring.store import ensure_drift_tables
+from ct_assets.core.ops.alerts import ensure_alert_tables
+from ct_assets.core.ops.snapshots import ANALYST_TABLES, publish_snapshot
+from ct_assets.core.release.registry import ensure_registry_tables
+from ct_assets.core.release.rollout_store import ensure_rollout_tables
+
+# Every table a store creates in the live warehouse.
+ENSURE_STORES = (ensure_ingest_tables, ensure_features_table, ensure_drift_tables, ensure_registry_tables,
+                 ensure_decision_tables, ensure_alert_tables, ensure_rollout_tables, ensure_backtest_tables)
 
 READER = """
 import sys, duckdb
@@ -57,3 +70,18 @@ def test_bad_table_name_is_refused_and_keeps_the_previous_snapshot(tmp_path):
         assert con.execute("SELECT count(*) FROM numbers").fetchall() == [(4,)]
     with duckdb.connect(str(tmp_path / "snapshots" / SNAPSHOT_NAME), read_only=True) as reader:
         assert reader.execute("SELECT count(*) FROM numbers").fetchall() == [(3,)]
+
+
+def test_the_snapshot_holds_every_table_the_stores_declare_and_create(tmp_path):
+    assert sorted(ANALYST_TABLES) == sorted({
+        "raw_events", "labels", "complaints", "features", "quarantine", "file_issues", "ingest_log",
+        "drift_reports", "drift_feature_results", "concept_drift_results", "complaint_results",
+        "model_registry", "deployments", "decisions", "alerts", "rollouts", "rollout_steps",
+        "backtest_runs", "backtest_daily"})
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        for ensure in ENSURE_STORES:
+            ensure(con)
+        created = {name for (name,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        info = publish_snapshot(con, tmp_path / "snapshots", ANALYST_TABLES)
+    assert created == set(ANALYST_TABLES)  # a new store table is declared, or analysts never see it
+    assert set(info.tables) == set(ANALYST_TABLES)

@@ -5,6 +5,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from ct_assets.core.data.layout import DataLayout
 from ct_assets.core.decision.policy_config import DEFAULT_POLICY_PATH
 from ct_assets.defs.build import build_definitions
 from ct_assets.defs.resources import CTSettings, CTStorage, Warehouse
@@ -39,7 +40,7 @@ def settings(policy_path: Path) -> CTSettings:
 def resources(data_dir: Path, settings: CTSettings) -> dict[str, object]:
     data_dir.mkdir(parents=True, exist_ok=True)
     return {
-        "duckdb": Warehouse(database=str(data_dir / "warehouse.duckdb")),
+        "duckdb": Warehouse(database=str(DataLayout.from_root(data_dir).warehouse_path)),
         "storage": CTStorage(data_dir=str(data_dir)),
         "settings": settings,
     }

@@ -3,7 +3,9 @@
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 
+from ct_assets.core.data.layout import DataLayout
 from ct_assets.defs.build import build_definitions
 from ct_assets.defs.data.features import features
 from ct_assets.defs.data.ingest import labels
@@ -18,6 +20,13 @@ from ct_assets.defs.training.candidates import CANDIDATE_ASSETS, training_decisi
 from ct_assets.defs.training.online import online_model
 from ct_assets.simulation.config import SimulatorConfig
 from ct_assets.simulation.landing import write_day
+
+
+def query(data_dir: Path, sql: str) -> list[tuple]:
+    """Rows of ``sql`` on the warehouse of ``data_dir``, opened read-only."""
+    with duckdb.connect(str(DataLayout.from_root(data_dir).warehouse_path), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
 
 # Everything a day's run may touch: its selection comes from the landing sensor's request.
 DAY_RUN_ASSETS = [*DAY_ASSETS, online_model, production_model, *DATA_QUALITY_CHECKS]
@@ -35,8 +44,9 @@ class Pipeline:
         self.cursors: dict[str, str | None] = {}
 
     def land(self, days: int) -> None:
+        layout = DataLayout.from_root(self.data_dir)
         for _ in range(days):
-            write_day(self.data_dir / "landing", self.data_dir / "simulator_state", self.config, self.next_day)
+            write_day(layout.landing_dir, layout.simulator_state_dir, self.config, self.next_day)
             self.next_day += 1
 
     def _tick(self, sensor: dg.SensorDefinition) -> dg.SensorResult | dg.SkipReason:

@@ -3,18 +3,12 @@
 import json
 
 import dagster as dg
-import duckdb
 
 from ct_assets.defs.release.production import model_approval
 from ct_assets.defs.resources import CTSettings
 from ct_assets.simulation.config import SimulatorConfig
 from ct_assets.simulation.scenarios import parse_timeline
-from ct_assets_tests.defs.pipeline import Pipeline
-
-
-def query(data_dir, sql):
-    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
-        return con.execute(sql).fetchall()
+from ct_assets_tests.defs.pipeline import Pipeline, query
 
 
 def serve_a_first_model(pipeline, data_dir) -> str:

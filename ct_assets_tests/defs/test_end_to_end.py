@@ -5,17 +5,13 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from ct_assets.core.data.layout import DataLayout
 from ct_assets.defs.build import build_definitions
 from ct_assets.simulation.config import SimulatorConfig
 from ct_assets.simulation.scenarios import parse_timeline
-from ct_assets_tests.defs.pipeline import Pipeline
+from ct_assets_tests.defs.pipeline import Pipeline, query
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def query(data_dir, sql):
-    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
-        return con.execute(sql).fetchall()
 
 
 def test_bootstrap_local_fine_tune_then_global_retrain(instance, resources, data_dir):
@@ -78,7 +74,7 @@ def test_bootstrap_local_fine_tune_then_global_retrain(instance, resources, data
     # Analysts: the snapshot asset publishes every table, and every query in the README runs on it.
     snapshot_asset = build_definitions(resources).get_assets_def("analyst_snapshot")
     assert dg.materialize([snapshot_asset], instance=instance, resources=resources).success
-    snapshot = data_dir / "snapshots" / "latest.duckdb"
+    snapshot = DataLayout.from_root(data_dir).snapshot_path
     queries = re.findall(r"```sql\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
     assert len(queries) >= 1
     with duckdb.connect(str(snapshot), read_only=True) as con:

@@ -81,11 +81,11 @@ def test_rollback_sensor_acts_only_on_rollback_verdicts(instance):
 def test_a_stale_rollback_verdict_never_rolls_back_a_newer_model(instance, resources, data_dir):
     import duckdb
 
+    from ct_assets.core.release.deployment import promote
     from ct_assets.core.release.registry import (
         ModelRecord,
         ensure_registry_tables,
         get_production,
-        promote,
         register_candidate,
     )
     from ct_assets.defs.release.production import production_model

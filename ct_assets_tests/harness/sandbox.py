@@ -19,6 +19,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from ct_assets.core.data.layout import DataLayout
 from ct_assets_tests.harness.processes import stop_process_group
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,25 +34,28 @@ class Sandbox:
     root: Path
 
     @property
+    def layout(self) -> DataLayout:
+        return DataLayout.from_root(self.root / "data", dagster_home=self.root / "dagster_home")
+
+    @property
     def home(self) -> Path:
-        return self.root / "dagster_home"
+        return self.layout.dagster_home
 
     @property
     def data_dir(self) -> Path:
-        return self.root / "data"
+        return self.layout.root
 
     @property
     def warehouse(self) -> Path:
-        return self.data_dir / "warehouse.duckdb"
+        return self.layout.warehouse_path
 
     @property
     def snapshot(self) -> Path:
-        return self.data_dir / "snapshots" / "latest.duckdb"
+        return self.layout.snapshot_path
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "DAGSTER_HOME": str(self.home), "CT_DATA_DIR": str(self.data_dir),
-                "CT_DUCKDB_PATH": str(self.warehouse)}
+        return {**os.environ, **self.layout.environment()}
 
     def instance(self) -> dg.DagsterInstance:
         """The sandbox's Dagster instance, as the daemon sees it (dispose it when done)."""

@@ -31,10 +31,10 @@ from ct_assets.core.data.ingest import (
     scan_landing,
 )
 from ct_assets.core.decision.policy_config import DEFAULT_POLICY_PATH, load_policy_config
+from ct_assets.core.release.deployment import promote
 from ct_assets.core.release.registry import (
     ModelRecord,
     ensure_registry_tables,
-    promote,
     register_candidate,
 )
 from ct_assets.core.training.artifacts import MANIFEST_FILE, WEIGHTS_FILE, load_model, save_model

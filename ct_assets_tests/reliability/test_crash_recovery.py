@@ -28,6 +28,7 @@ import pytest
 from ct_assets.core.data import schema
 from ct_assets.core.data.features import build_features
 from ct_assets.core.data.ingest import ingest_complaints, ingest_events, ingest_labels
+from ct_assets.core.data.layout import SNAPSHOT_NAME, DataLayout
 from ct_assets.core.decision.policy import Evidence, decide
 from ct_assets.core.decision.policy_config import load_policy_config
 from ct_assets.core.decision.records import list_decisions, record_decision
@@ -37,12 +38,12 @@ from ct_assets.core.ops.doctor import (
     find_temp_leftovers,
     remove_temp_leftovers,
 )
-from ct_assets.core.ops.snapshots import SNAPSHOT_NAME, publish_snapshot
+from ct_assets.core.ops.snapshots import publish_snapshot
+from ct_assets.core.release.deployment import promote
 from ct_assets.core.release.registry import (
     get_production,
     list_deployments,
     list_models,
-    promote,
 )
 from ct_assets.core.training.artifacts import load_model, save_model, weights_sha256
 from ct_assets.core.training.candidates import CandidateRequest, build_candidate
@@ -66,30 +67,30 @@ EVIDENCE_FIELDS: dict[str, object] = {
 EVIDENCE = Evidence(**EVIDENCE_FIELDS)
 
 # The operation each pause point interrupts, as a script: argv[1] is the data directory.
-PRELUDE = "import sys, duckdb\nfrom pathlib import Path\ndata = Path(sys.argv[1])\n" \
-          "con = duckdb.connect(str(data / 'warehouse.duckdb'))\n"
+PRELUDE = "import sys, duckdb\nfrom ct_assets.core.data.layout import DataLayout\n" \
+          "data = DataLayout.from_root(sys.argv[1])\ncon = duckdb.connect(str(data.warehouse_path))\n"
 OPERATIONS: dict[str, str] = {
     faults.INGEST_BEFORE_COMMIT: PRELUDE + (
         "from ct_assets.core.data.ingest import ingest_events\n"
-        "ingest_events(con, data / 'landing', data / 'quarantine', sys.argv[2])\n"),
+        "ingest_events(con, data.landing_dir, data.quarantine_dir, sys.argv[2])\n"),
     faults.CANDIDATE_TRAINED: PRELUDE + (
         "from datetime import date\n"
         "from ct_assets.core.training.candidates import CandidateRequest, build_candidate\n"
         "from ct_assets.core.training.model import TrainingConfig\n"
         "request = CandidateRequest('fine_tune', date(2025, 1, 3), 1, 'manual', 'crash test', 50)\n"
-        f"build_candidate(con, data / 'models', request, {TRAINING!r})\n"),
+        f"build_candidate(con, data.models_dir, request, {TRAINING!r})\n"),
     faults.ARTIFACT_WEIGHTS_WRITTEN: PRELUDE + (
         "from dataclasses import replace\n"
         "from ct_assets.core.training.artifacts import load_model, save_model\n"
-        "base = load_model(data / 'models', sys.argv[2])\n"
+        "base = load_model(data.models_dir, sys.argv[2])\n"
         "nudged = replace(base, weights={k: v + 0.001 for k, v in base.weights.items()})\n"
-        "save_model(data / 'models', nudged, {'code_version': 'crash-test'})\n"),
+        "save_model(data.models_dir, nudged, {'code_version': 'crash-test'})\n"),
     faults.PROMOTE_INSIDE_SWAP: PRELUDE + (
-        "from ct_assets.core.release.registry import promote\n"
+        "from ct_assets.core.release.deployment import promote\n"
         "promote(con, sys.argv[2], actor='crash-test', reason='interrupted promotion')\n"),
     faults.SNAPSHOT_BEFORE_RENAME: PRELUDE + (
         "from ct_assets.core.ops.snapshots import publish_snapshot\n"
-        f"publish_snapshot(con, data / 'snapshots', {TABLES!r})\n"),
+        f"publish_snapshot(con, data.snapshots_dir, {TABLES!r})\n"),
     faults.DECISION_WRITTEN: PRELUDE + (
         "from ct_assets.core.decision.records import record_decision\n"
         "from ct_assets.core.decision.policy import Evidence, decide\n"
@@ -113,41 +114,41 @@ def land_day(landing: Path, index: int, rows: int = ROWS_PER_DAY) -> None:
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def template(tmp_path_factory: pytest.TempPathFactory) -> DataLayout:
     """A deployed world: 4 days ingested with features, model A serving, candidate B staged, a snapshot."""
-    data = tmp_path_factory.mktemp("template") / "data"
+    data = DataLayout.from_root(tmp_path_factory.mktemp("template") / "data")
     for index in range(len(DAYS)):
-        land_day(data / "landing", index)
-    with duckdb.connect(str(data / "warehouse.duckdb")) as con:
+        land_day(data.landing_dir, index)
+    with duckdb.connect(str(data.warehouse_path)) as con:
         for day in DAYS:
             for ingest in (ingest_events, ingest_labels, ingest_complaints):
-                ingest(con, data / "landing", data / "quarantine", day)
+                ingest(con, data.landing_dir, data.quarantine_dir, day)
             build_features(con, day)
-        first = build_candidate(con, data / "models", CandidateRequest("retrain", date(2025, 1, 3), 3, "bootstrap",
+        first = build_candidate(con, data.models_dir, CandidateRequest("retrain", date(2025, 1, 3), 3, "bootstrap",
                                                                        "first model", 100), TRAINING)
         promote(con, first.model_id, actor="test", reason="first model")
-        build_candidate(con, data / "models", CandidateRequest("retrain", date(2025, 1, 3), 2, "manual",
+        build_candidate(con, data.models_dir, CandidateRequest("retrain", date(2025, 1, 3), 2, "manual",
                                                                "candidate", 100), TRAINING)
-        publish_snapshot(con, data / "snapshots", TABLES)
+        publish_snapshot(con, data.snapshots_dir, TABLES)
     return data
 
 
 @pytest.fixture
-def data(template: Path, tmp_path: Path) -> Path:
+def data(template: DataLayout, tmp_path: Path) -> DataLayout:
     copy = tmp_path / "data"
-    shutil.copytree(template, copy)
-    return copy
+    shutil.copytree(template.root, copy)
+    return DataLayout.from_root(copy)
 
 
-def connect(data: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    return duckdb.connect(str(data / "warehouse.duckdb"), read_only=read_only)
+def connect(data: DataLayout, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(str(data.warehouse_path), read_only=read_only)
 
 
-def kill_at(point: str, data: Path, *args: str) -> None:
+def kill_at(point: str, data: DataLayout, *args: str) -> None:
     """Run OPERATIONS[point] in a subprocess, wait until it pauses at ``point``, SIGKILL it."""
-    marker = data.parent / "paused.marker"
+    marker = data.root.parent / "paused.marker"
     env = {**os.environ, faults.PAUSE_AT_ENV: point, faults.MARKER_ENV: str(marker), "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen([sys.executable, "-c", OPERATIONS[point], str(data), *args], env=env, cwd=REPO,
+    process = subprocess.Popen([sys.executable, "-c", OPERATIONS[point], str(data.root), *args], env=env, cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     try:
@@ -165,18 +166,18 @@ def kill_at(point: str, data: Path, *args: str) -> None:
     assert marker.read_text().split() == [point, str(process.pid)]
 
 
-def assert_recovered(data: Path, leftovers: int = 0) -> str:
+def assert_recovered(data: DataLayout, leftovers: int = 0) -> str:
     """Doctor finds exactly ``leftovers`` temp leftovers (removed by repair) and nothing else; the serving
     model is the one the deployments log says and loads hash-verified. Returns its id."""
-    report = check_invariants(data / "warehouse.duckdb", data)
+    report = check_invariants(data.warehouse_path, data.root)
     assert report.codes == ["temp_leftover"] * leftovers, report.render()
     if leftovers:
-        assert len(remove_temp_leftovers(data, min_age_seconds=0)) == leftovers
-        assert check_invariants(data / "warehouse.duckdb", data).problems == ()
+        assert len(remove_temp_leftovers(data.root, min_age_seconds=0)) == leftovers
+        assert check_invariants(data.warehouse_path, data.root).problems == ()
     with connect(data, read_only=True) as con:
         serving = get_production(con)
         assert serving is not None and serving.model_id == list_deployments(con)[-1].model_id
-    load_model(data / "models", serving.model_id)  # raises unless complete and hash-verified
+    load_model(data.models_dir, serving.model_id)  # raises unless complete and hash-verified
     return serving.model_id
 
 
@@ -196,9 +197,9 @@ def test_pause_point_is_a_no_op_unless_named(monkeypatch, tmp_path) -> None:
         faults.pause_point(faults.INGEST_BEFORE_COMMIT)
 
 
-def test_kill_while_ingesting_keeps_the_old_day_and_reingest_is_idempotent(data: Path) -> None:
+def test_kill_while_ingesting_keeps_the_old_day_and_reingest_is_idempotent(data: DataLayout) -> None:
     day = DAYS[3]
-    land_day(data / "landing", 3, rows=ROWS_PER_DAY + 50)  # a corrected re-delivery with more orders
+    land_day(data.landing_dir, 3, rows=ROWS_PER_DAY + 50)  # a corrected re-delivery with more orders
     kill_at(faults.INGEST_BEFORE_COMMIT, data, day)
     assert_recovered(data)
     with connect(data) as con:
@@ -207,7 +208,7 @@ def test_kill_while_ingesting_keeps_the_old_day_and_reingest_is_idempotent(data:
                            [day]).fetchall() == [(ROWS_PER_DAY, ROWS_PER_DAY)]
         assert con.execute("SELECT count(*) FROM ingest_log WHERE day = ? AND source = 'events'",
                            [day]).fetchall() == [(1,)]
-        reports = [ingest_events(con, data / "landing", data / "quarantine", day) for _ in range(2)]
+        reports = [ingest_events(con, data.landing_dir, data.quarantine_dir, day) for _ in range(2)]
         assert [r.rows_valid for r in reports] == [ROWS_PER_DAY + 50] * 2
         assert con.execute("SELECT count(*), count(DISTINCT event_id) FROM raw_events WHERE day = ?",
                            [day]).fetchall() == [(ROWS_PER_DAY + 50, ROWS_PER_DAY + 50)]
@@ -215,40 +216,40 @@ def test_kill_while_ingesting_keeps_the_old_day_and_reingest_is_idempotent(data:
     assert_recovered(data)
 
 
-def test_kill_while_training_leaves_no_candidate_and_rebuilding_registers_it_once(data: Path) -> None:
+def test_kill_while_training_leaves_no_candidate_and_rebuilding_registers_it_once(data: DataLayout) -> None:
     with connect(data, read_only=True) as con:
         before = {m.model_id for m in list_models(con)}
     kill_at(faults.CANDIDATE_TRAINED, data)
     assert_recovered(data)
-    assert sorted(p.name for p in (data / "models").iterdir()) == sorted(before)
+    assert sorted(p.name for p in (data.models_dir).iterdir()) == sorted(before)
     request = CandidateRequest("fine_tune", date(2025, 1, 3), 1, "manual", "crash test", 50)
     with connect(data) as con:
         assert {m.model_id for m in list_models(con)} == before
-        first = build_candidate(con, data / "models", request, TRAINING)
-        again = build_candidate(con, data / "models", request, TRAINING)
+        first = build_candidate(con, data.models_dir, request, TRAINING)
+        again = build_candidate(con, data.models_dir, request, TRAINING)
         assert again.model_id == first.model_id  # deterministic on CPU: the same candidate, not a second one
         assert {m.model_id for m in list_models(con)} == before | {first.model_id}
     assert_recovered(data)
 
 
-def test_kill_while_writing_an_artifact_leaves_only_a_temp_dir(data: Path) -> None:
+def test_kill_while_writing_an_artifact_leaves_only_a_temp_dir(data: DataLayout) -> None:
     with connect(data, read_only=True) as con:
         serving = get_production(con).model_id
-    base = load_model(data / "models", serving)
+    base = load_model(data.models_dir, serving)
     nudged = replace(base, weights={k: v + 0.001 for k, v in base.weights.items()})
     model_id = "m-" + weights_sha256(nudged.weights)[:12]
     kill_at(faults.ARTIFACT_WEIGHTS_WRITTEN, data, serving)
-    assert not (data / "models" / model_id).exists()  # never visible under its id half-written
-    [leftover] = find_temp_leftovers(data)
+    assert not (data.models_dir / model_id).exists()  # never visible under its id half-written
+    [leftover] = find_temp_leftovers(data.root)
     assert leftover.name.startswith(f".tmp-{model_id}-") and [p.name for p in leftover.iterdir()] == ["model.safetensors"]
     assert assert_recovered(data, leftovers=1) == serving
-    stored = save_model(data / "models", nudged, {"code_version": "crash-test"})
+    stored = save_model(data.models_dir, nudged, {"code_version": "crash-test"})
     assert stored.model_id == model_id and not stored.reused
-    load_model(data / "models", model_id)
-    assert find_temp_leftovers(data) == []
+    load_model(data.models_dir, model_id)
+    assert find_temp_leftovers(data.root) == []
 
 
-def test_kill_inside_the_pointer_swap_leaves_the_old_model_serving(data: Path) -> None:
+def test_kill_inside_the_pointer_swap_leaves_the_old_model_serving(data: DataLayout) -> None:
     with connect(data, read_only=True) as con:
         serving = get_production(con).model_id
         [candidate] = [m.model_id for m in list_models(con, status="staging")]
@@ -264,28 +265,28 @@ def test_kill_inside_the_pointer_swap_leaves_the_old_model_serving(data: Path) -
     assert assert_recovered(data) == candidate
 
 
-def test_kill_before_the_snapshot_rename_keeps_the_old_snapshot_whole(data: Path) -> None:
-    snapshot = data / "snapshots" / SNAPSHOT_NAME
+def test_kill_before_the_snapshot_rename_keeps_the_old_snapshot_whole(data: DataLayout) -> None:
+    snapshot = data.snapshot_path
     with duckdb.connect(str(snapshot), read_only=True) as old:
         old_counts = dict(old.execute("SELECT table_name, row_count FROM snapshot_info").fetchall())
-    land_day(data / "landing", 4)
+    land_day(data.landing_dir, 4)
     with connect(data) as con:
-        ingest_events(con, data / "landing", data / "quarantine", "2025-01-05")
+        ingest_events(con, data.landing_dir, data.quarantine_dir, "2025-01-05")
     kill_at(faults.SNAPSHOT_BEFORE_RENAME, data)
-    leftovers = find_temp_leftovers(data)
+    leftovers = find_temp_leftovers(data.root)
     assert leftovers and all(p.name.startswith(f".{SNAPSHOT_NAME}.") for p in leftovers)
     with duckdb.connect(str(snapshot), read_only=True) as published:  # the complete old snapshot
         assert dict(published.execute("SELECT table_name, row_count FROM snapshot_info").fetchall()) == old_counts
         assert published.execute("SELECT count(*) FROM raw_events").fetchall() == [(old_counts["raw_events"],)]
     assert_recovered(data, leftovers=len(leftovers))
     with connect(data) as con:
-        info = publish_snapshot(con, data / "snapshots", TABLES)
+        info = publish_snapshot(con, data.snapshots_dir, TABLES)
     assert info.tables["raw_events"] == old_counts["raw_events"] + ROWS_PER_DAY
-    assert sorted(p.name for p in (data / "snapshots").iterdir()) == [SNAPSHOT_NAME]
+    assert sorted(p.name for p in data.snapshots_dir.iterdir()) == [SNAPSHOT_NAME]
     assert_recovered(data)
 
 
-def test_kill_after_recording_a_decision_rerecords_the_same_row(data: Path) -> None:
+def test_kill_after_recording_a_decision_rerecords_the_same_row(data: DataLayout) -> None:
     day = DAYS[3]
     kill_at(faults.DECISION_WRITTEN, data, day)
     assert_recovered(data)

@@ -17,6 +17,7 @@ import pytest
 from ct_assets import cli
 from ct_assets.core.data import schema
 from ct_assets.core.data.ingest import ingest_complaints, ingest_events, ingest_labels
+from ct_assets.core.data.layout import SNAPSHOT_NAME, DataLayout
 from ct_assets.core.decision.policy import Evidence, decide
 from ct_assets.core.decision.policy_config import load_policy_config
 from ct_assets.core.decision.records import record_decision, set_decision_outcome
@@ -25,12 +26,12 @@ from ct_assets.core.ops.doctor import (
     find_temp_leftovers,
     remove_temp_leftovers,
 )
-from ct_assets.core.ops.snapshots import SNAPSHOT_NAME, publish_snapshot
+from ct_assets.core.ops.snapshots import publish_snapshot
+from ct_assets.core.release.deployment import promote
 from ct_assets.core.release.gates import GateResult
 from ct_assets.core.release.registry import (
     ModelRecord,
     ensure_registry_tables,
-    promote,
     record_gate_results,
     register_candidate,
 )
@@ -60,15 +61,19 @@ class World:
     serving: str  # production
     decision_id: str
 
+    @property
+    def layout(self) -> DataLayout:
+        return DataLayout.from_root(self.data_dir)
+
     def check(self) -> list[str]:
         return check_invariants(self.con, self.data_dir).codes
 
     def republish(self) -> None:
-        publish_snapshot(self.con, self.data_dir / "snapshots", SNAPSHOT_TABLES)
+        publish_snapshot(self.con, self.layout.snapshots_dir, SNAPSHOT_TABLES)
 
 
 def register(con: duckdb.DuckDBPyConnection, data_dir: Path, model: TrainedModel, **fields: object) -> str:
-    stored = save_model(data_dir / "models", model, {})
+    stored = save_model(DataLayout.from_root(data_dir).models_dir, model, {})
     register_candidate(con, ModelRecord(model_id=stored.model_id, training_path="retrain",
                                         artifact_path=str(stored.path), weights_sha256=stored.weights_sha256,
                                         **fields))
@@ -78,13 +83,13 @@ def register(con: duckdb.DuckDBPyConnection, data_dir: Path, model: TrainedModel
 @pytest.fixture
 def world(tmp_path: Path, two_models: tuple[TrainedModel, TrainedModel]) -> Iterator[World]:
     """Two ingested days, a decision, two models (the second serving) and a published snapshot: all clean."""
-    data_dir = tmp_path / "data"
-    landing, quarantine = data_dir / "landing", data_dir / "quarantine"
+    layout = DataLayout.from_root(tmp_path / "data")
+    data_dir, landing, quarantine = layout.root, layout.landing_dir, layout.quarantine_dir
     write_parquet(events_frame(DAY0, 20, first_id=1), landing / DAY0 / schema.EVENTS_FILE)
     write_parquet(labels_frame([1, 2, 3], [0, 1, 0], DAY1), landing / DAY1 / schema.LABELS_FILE)
     write_parquet(pd.DataFrame({"day": [pd.Timestamp(DAY1)], "orders": [5], "complaints": [0]}),
                   landing / DAY1 / schema.COMPLAINTS_FILE)
-    database = data_dir / "warehouse.duckdb"
+    database = layout.warehouse_path
     with duckdb.connect(str(database)) as con:
         ingest_events(con, landing, quarantine, DAY0)
         ingest_labels(con, landing, quarantine, DAY1)
@@ -149,11 +154,11 @@ def test_deployment_that_does_not_start_where_the_last_one_ended(world: World) -
 
 
 def test_missing_and_tampered_artifacts(world: World) -> None:
-    weights = world.data_dir / "models" / world.first / WEIGHTS_FILE
+    weights = world.layout.models_dir / world.first / WEIGHTS_FILE
     blob = bytearray(weights.read_bytes())
     blob[len(blob) // 2] ^= 0xFF
     weights.write_bytes(bytes(blob))
-    (world.data_dir / "models" / world.serving / WEIGHTS_FILE).unlink()
+    (world.layout.models_dir / world.serving / WEIGHTS_FILE).unlink()
     assert world.check() == ["artifact_invalid", "artifact_invalid", "snapshot_serving_artifact_invalid"]
 
 
@@ -170,7 +175,7 @@ def test_stored_but_unregistered_model_is_a_warning(world: World, two_models) ->
 
 
 def test_temp_leftovers_are_reported_and_only_old_enough_ones_removed(world: World) -> None:
-    models, snapshots = world.data_dir / "models", world.data_dir / "snapshots"
+    models, snapshots = world.layout.models_dir, world.layout.snapshots_dir
     model_temp = models / f".tmp-{world.first}-{'0' * 32}"
     model_temp.mkdir()
     (model_temp / WEIGHTS_FILE).write_bytes(b"half a model")
@@ -197,7 +202,7 @@ def test_duplicate_rows_in_the_warehouse(world: World) -> None:
 
 
 def test_snapshot_that_disagrees_with_itself(world: World) -> None:
-    path = world.data_dir / "snapshots" / SNAPSHOT_NAME
+    path = world.layout.snapshot_path
     world.con.execute("ATTACH ? AS snap", [str(path)])
     world.con.execute("DELETE FROM snap.raw_events WHERE event_id = 1")
     world.con.execute("DETACH snap")
@@ -205,7 +210,7 @@ def test_snapshot_that_disagrees_with_itself(world: World) -> None:
 
 
 def test_half_written_snapshot_is_unreadable(world: World) -> None:
-    path = world.data_dir / "snapshots" / SNAPSHOT_NAME
+    path = world.layout.snapshot_path
     path.write_bytes(path.read_bytes()[:4096])
     assert world.check() == ["snapshot_unreadable"]
 
@@ -260,15 +265,16 @@ def test_rollouts_naming_unknown_models_and_two_active(world: World) -> None:
 
 
 def test_ignored_landing_entries_are_warnings(world: World) -> None:
-    (world.data_dir / "landing" / "2026-02-30").mkdir()
+    (world.layout.landing_dir / "2026-02-30").mkdir()
     report = check_invariants(world.con, world.data_dir)
     assert report.ok and report.codes == ["landing_ignored"]
     assert "2026-02-30" in report.render()
 
 
 def test_an_empty_data_dir_is_clean(tmp_path: Path) -> None:
-    assert check_invariants(tmp_path / "warehouse.duckdb", tmp_path).problems == ()
-    assert not (tmp_path / "warehouse.duckdb").exists()
+    warehouse = DataLayout.from_root(tmp_path).warehouse_path
+    assert check_invariants(warehouse, tmp_path).problems == ()
+    assert not warehouse.exists()
 
 
 def test_ct_doctor_exit_codes_and_repair(world: World, capsys) -> None:
@@ -276,7 +282,7 @@ def test_ct_doctor_exit_codes_and_repair(world: World, capsys) -> None:
     data_dir = str(world.data_dir)
     assert cli.main(["doctor", "--data-dir", data_dir]) == 0
     assert "ct doctor: clean" in capsys.readouterr().out
-    leftover = world.data_dir / "snapshots" / f".{SNAPSHOT_NAME}.999999.tmp"
+    leftover = world.layout.snapshots_dir / f".{SNAPSHOT_NAME}.999999.tmp"
     leftover.write_bytes(b"interrupted publish")
     assert cli.main(["doctor", "--data-dir", data_dir]) == 1
     out = capsys.readouterr().out

@@ -24,6 +24,8 @@ import pandas as pd
 from ct_assets.core.backtest.results import BacktestResult, StrategyRun
 from ct_assets.core.common import has_table, utc_now
 
+# Copied into the analyst snapshot (core/ops/snapshots.py).
+ANALYST_TABLES: tuple[str, ...] = ("backtest_runs", "backtest_daily")
 _CREATE_RUNS = """
 CREATE TABLE IF NOT EXISTS backtest_runs (
     run_id VARCHAR NOT NULL,

@@ -13,6 +13,8 @@ import pandas as pd
 from ct_assets.core.data import schema
 from ct_assets.core.data.ingest import ensure_ingest_tables
 
+# Copied into the analyst snapshot (core/ops/snapshots.py).
+ANALYST_TABLES: tuple[str, ...] = ("features",)
 FEATURES_DDL = """CREATE TABLE IF NOT EXISTS features (
     day DATE NOT NULL, event_id BIGINT, event_ts TIMESTAMP, protected_group VARCHAR,
     region VARCHAR, channel VARCHAR, query_term VARCHAR, category VARCHAR,

@@ -49,6 +49,8 @@ _EVENT_COLUMN_TYPES = {
     schema.GROUP_COLUMN: "VARCHAR",
 }
 
+# Copied into the analyst snapshot (core/ops/snapshots.py).
+ANALYST_TABLES: tuple[str, ...] = ("raw_events", "labels", "complaints", "quarantine", "file_issues", "ingest_log")
 INGEST_DDL = (
     "CREATE TABLE IF NOT EXISTS raw_events (day DATE NOT NULL, "
     + ", ".join(f"{name} {sql_type}" for name, sql_type in _EVENT_COLUMN_TYPES.items())

@@ -30,6 +30,8 @@ from ct_assets.core.decision.evidence import evidence_to_dict
 from ct_assets.core.decision.policy import Decision, Evidence
 from ct_assets.core.ops.faults import DECISION_WRITTEN, pause_point
 
+# Copied into the analyst snapshot (core/ops/snapshots.py).
+ANALYST_TABLES: tuple[str, ...] = ("decisions",)
 _DDL = """
 CREATE TABLE IF NOT EXISTS decisions (
     decision_id VARCHAR PRIMARY KEY,

@@ -39,7 +39,8 @@ from ct_assets.core.monitoring.complaints import ComplaintTestResult
 from ct_assets.core.monitoring.concept_drift import ConceptDriftResult
 from ct_assets.core.monitoring.drift.types import GLOBAL_SEGMENT, DriftReport
 
-DRIFT_TABLES: tuple[str, ...] = ("drift_reports", "drift_feature_results", "concept_drift_results", "complaint_results")
+# Copied into the analyst snapshot (core/ops/snapshots.py).
+ANALYST_TABLES: tuple[str, ...] = ("drift_reports", "drift_feature_results", "concept_drift_results", "complaint_results")
 
 _DDL = (
     """

@@ -54,6 +54,8 @@ KIND_APPROVAL_NEEDED = "approval_needed"
 NOTIFIER_KINDS: tuple[str, ...] = ("log", "file", "webhook")
 _KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
+# Copied into the analyst snapshot (core/ops/snapshots.py).
+ANALYST_TABLES: tuple[str, ...] = ("alerts",)
 _DDL = """
 CREATE TABLE IF NOT EXISTS alerts (
     alert_id VARCHAR PRIMARY KEY,

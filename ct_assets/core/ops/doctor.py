@@ -41,18 +41,15 @@ import duckdb
 
 from ct_assets.core.common import has_table
 from ct_assets.core.data.ingest import scan_landing
-from ct_assets.core.ops.snapshots import SNAPSHOT_NAME
+from ct_assets.core.data.layout import SNAPSHOT_NAME, DataLayout
 from ct_assets.core.release.registry import ModelRecord, get_production, list_models
 from ct_assets.core.training.artifacts import load_model, read_manifest
 
-MODELS_DIR, SNAPSHOTS_DIR, LANDING_DIR = "models", "snapshots", "landing"
 _MODEL_DIR = re.compile(r"^m-[0-9a-f]{12}$")
 _MODEL_ID_IN_TEXT = re.compile(r"\bm-[0-9a-f]{12}\b")
 # The temporary names the writers use (artifacts.save_model, snapshots.publish_snapshot).
-_TEMP_NAMES: dict[str, re.Pattern[str]] = {
-    MODELS_DIR: re.compile(r"^\.tmp-m-[0-9a-f]{12}-[0-9a-f]{32}$"),
-    SNAPSHOTS_DIR: re.compile(r"^\." + re.escape(SNAPSHOT_NAME) + r"\.\d+\.tmp(\.wal)?$"),
-}
+_MODEL_TEMP = re.compile(r"^\.tmp-m-[0-9a-f]{12}-[0-9a-f]{32}$")
+_SNAPSHOT_TEMP = re.compile(r"^\." + re.escape(SNAPSHOT_NAME) + r"\.\d+\.tmp(\.wal)?$")
 _POINTER_MOVES = "action IN ('promote', 'rollback')"
 
 
@@ -146,8 +143,8 @@ def _registered(con: duckdb.DuckDBPyConnection) -> list[ModelRecord]:
     return list_models(con) if has_table(con, "model_registry") else []
 
 
-def _check_artifacts(facts: _Facts, data_dir: Path) -> list[Problem]:
-    models_dir = data_dir / MODELS_DIR
+def _check_artifacts(facts: _Facts, layout: DataLayout) -> list[Problem]:
+    models_dir = layout.models_dir
     problems = []
     for record in facts.models:
         try:
@@ -171,9 +168,9 @@ def _check_artifacts(facts: _Facts, data_dir: Path) -> list[Problem]:
 
 def find_temp_leftovers(data_dir: str | Path) -> list[Path]:
     """Temporary files/directories an interrupted model write or snapshot publish left behind."""
+    layout = DataLayout.from_root(data_dir)
     found = []
-    for folder, pattern in _TEMP_NAMES.items():
-        directory = Path(data_dir) / folder
+    for directory, pattern in ((layout.models_dir, _MODEL_TEMP), (layout.snapshots_dir, _SNAPSHOT_TEMP)):
         if directory.is_dir():
             found.extend(entry for entry in sorted(directory.iterdir()) if pattern.match(entry.name))
     return found
@@ -183,11 +180,11 @@ def _age_seconds(path: Path, now: float) -> float:
     return now - path.lstat().st_mtime
 
 
-def _check_temp_leftovers(facts: _Facts, data_dir: Path) -> list[Problem]:
+def _check_temp_leftovers(facts: _Facts, layout: DataLayout) -> list[Problem]:
     now = time.time()
     return [Problem("temp_leftover", f"{path} ({_age_seconds(path, now):.0f} s old) was left by an interrupted "
                                      "write; `ct doctor --repair` removes it once older than --min-age-seconds")
-            for path in find_temp_leftovers(data_dir)]
+            for path in find_temp_leftovers(layout.root)]
 
 
 def remove_temp_leftovers(data_dir: str | Path, min_age_seconds: float = 300.0) -> list[Path]:
@@ -225,8 +222,8 @@ def _check_duplicates(con: duckdb.DuckDBPyConnection) -> list[Problem]:
     return problems
 
 
-def _check_snapshot(facts: _Facts, data_dir: Path) -> list[Problem]:
-    path = data_dir / SNAPSHOTS_DIR / SNAPSHOT_NAME
+def _check_snapshot(facts: _Facts, layout: DataLayout) -> list[Problem]:
+    path = layout.snapshot_path
     if not path.exists():
         return []
     try:
@@ -256,7 +253,7 @@ def _check_snapshot(facts: _Facts, data_dir: Path) -> list[Problem]:
             problems.append(Problem("snapshot_production_never_deployed",
                                     f"{path} serves {serving.model_id}, which no promote/rollback ever deployed"))
         try:
-            load_model(data_dir / MODELS_DIR, serving.model_id)
+            load_model(layout.models_dir, serving.model_id)
         except ValueError as exc:
             problems.append(Problem("snapshot_serving_artifact_invalid",
                                     f"{path} serves {serving.model_id}, whose artifact does not verify: {exc}"))
@@ -330,8 +327,8 @@ def _check_states(con: duckdb.DuckDBPyConnection) -> list[Problem]:
     return problems
 
 
-def _check_landing(facts: _Facts, data_dir: Path) -> list[Problem]:
-    return [Problem("landing_ignored", reason, "warning") for _, reason in scan_landing(data_dir / LANDING_DIR).ignored]
+def _check_landing(facts: _Facts, layout: DataLayout) -> list[Problem]:
+    return [Problem("landing_ignored", reason, "warning") for _, reason in scan_landing(layout.landing_dir).ignored]
 
 
 # Checks that query the warehouse, then checks of files (run after the warehouse is released, so
@@ -342,7 +339,7 @@ WAREHOUSE_CHECKS: dict[str, Callable[[duckdb.DuckDBPyConnection], list[Problem]]
     "references": _check_references,
     "states": _check_states,
 }
-FILE_CHECKS: dict[str, Callable[[_Facts, Path], list[Problem]]] = {
+FILE_CHECKS: dict[str, Callable[[_Facts, DataLayout], list[Problem]]] = {
     "artifacts": _check_artifacts,
     "snapshot": _check_snapshot,
     "temp_leftovers": _check_temp_leftovers,
@@ -370,12 +367,12 @@ def check_invariants(con_or_db_path: duckdb.DuckDBPyConnection | str | Path, dat
     A path is held only for the warehouse queries; the file checks run after it is closed.
     Raises ``duckdb.IOException`` when a path is locked by a running writer (retry later).
     """
-    root = Path(data_dir)
+    layout = DataLayout.from_root(data_dir)
     problems: list[Problem] = []
     with _connection(con_or_db_path) as con:
         for check in WAREHOUSE_CHECKS.values():
             problems.extend(check(con))
         facts = _read_facts(con)
     for file_check in FILE_CHECKS.values():
-        problems.extend(file_check(facts, root))
+        problems.extend(file_check(facts, layout))
     return DoctorReport(tuple(problems), (*WAREHOUSE_CHECKS, *FILE_CHECKS))

@@ -15,9 +15,19 @@ from pathlib import Path
 
 import duckdb
 
+from ct_assets.core.backtest import store as backtest_store
+from ct_assets.core.data import features, ingest
+from ct_assets.core.data.layout import SNAPSHOT_NAME
+from ct_assets.core.decision import records
+from ct_assets.core.monitoring import store as monitoring_store
+from ct_assets.core.ops import alerts
 from ct_assets.core.ops.faults import SNAPSHOT_BEFORE_RENAME, pause_point
+from ct_assets.core.release import registry, rollout_store
 
-SNAPSHOT_NAME = "latest.duckdb"
+# Each store module declares the tables analysts read; the snapshot copies all of them.
+ANALYST_TABLES: tuple[str, ...] = tuple(
+    table for store in (ingest, features, monitoring_store, registry, records, alerts, rollout_store, backtest_store)
+    for table in store.ANALYST_TABLES)
 
 
 @dataclass(frozen=True)

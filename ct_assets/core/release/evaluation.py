@@ -1,9 +1,9 @@
-"""Quality gates of a staged candidate against the production model, and promotion of a winner.
+"""Quality gates of a staged candidate against the production model.
 
 ``evaluate_candidate`` scores the candidate and the production model on the same fixed holdout
 rows of the candidate's window, runs every gate, records the results in the registry and
-rejects the candidate when an error-severity gate fails. ``promote_ready_candidate`` then makes
-the newest candidate that passed everything the production model (an atomic pointer swap).
+rejects the candidate when an error-severity gate fails. Promotion of a winner is a move of the
+production pointer (core/release/deployment.py).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from ct_assets.core.common import has_table
 from ct_assets.core.data import schema
 from ct_assets.core.data.features import load_features
 from ct_assets.core.decision.records import get_decision
+from ct_assets.core.release.deployment import reject
 from ct_assets.core.release.gates import GateResult
 from ct_assets.core.release.lineup import (
     GateSettings,
@@ -29,14 +30,10 @@ from ct_assets.core.release.lineup import (
     select_local_shift,
 )
 from ct_assets.core.release.registry import (
-    Deployment,
     ModelRecord,
     get_model,
     get_production,
-    list_models,
-    promote,
     record_gate_results,
-    reject,
 )
 from ct_assets.core.training.artifacts import load_model
 from ct_assets.core.training.candidates import split_train_holdout
@@ -112,14 +109,3 @@ def evaluate_candidate(con: duckdb.DuckDBPyConnection, models_dir: Path, model_i
     if failed:
         reject(con, model_id, "; ".join(f"{g.name}: {g.reason}" for g in failed), actor="gates")
     return gates
-
-
-def promote_ready_candidate(con: duckdb.DuckDBPyConnection, actor: str) -> Deployment | None:
-    """Promote the newest staging candidate whose gates all passed; None when there is none."""
-    ready = [m for m in list_models(con, status="staging")
-             if m.gate_results and all(g.get("passed") for g in m.gate_results if g.get("severity") == "error")]
-    if not ready:
-        return None
-    newest = max(ready, key=lambda m: m.created_at)
-    summary = ", ".join(f"{g['name']} passed" for g in newest.gate_results if g.get("severity") == "error")
-    return promote(con, newest.model_id, actor=actor, reason=f"{newest.trigger}: {summary}")

@@ -1,10 +1,10 @@
 """The model registry in DuckDB: one row per model (``model_registry``) and an append-only
 ``deployments`` log of every promote, rollback and reject.
 
-"Production" is a pointer: the single row with ``status = 'production'``. :func:`promote` and
-:func:`rollback` move it inside one transaction (old production retired, new one production,
-deployments row written), so a reader never sees zero or two production models and a failure
-leaves the pointer where it was. Timestamps are naive UTC.
+This module writes the model rows (candidates, gate results, waiting for approval) and reads both
+tables. "Production" is a pointer, the single row with ``status = 'production'``; every move of it,
+and every ``deployments`` row, is written by :mod:`ct_assets.core.release.deployment`.
+Timestamps are naive UTC.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Any, Literal, Sequence
 import duckdb
 
 from ct_assets.core.common import has_table, utc_now
-from ct_assets.core.ops.faults import PROMOTE_INSIDE_SWAP, pause_point
 from ct_assets.core.release.gates import GateResult
 
 Status = Literal["staging", "production", "retired", "rejected", "pending_approval"]
@@ -66,7 +65,8 @@ CREATE TABLE IF NOT EXISTS deployments (
 )
 """
 _JSON_COLUMNS = ("hyperparameters", "metrics", "gate_results")
-
+# Copied into the analyst snapshot (core/ops/snapshots.py).
+ANALYST_TABLES: tuple[str, ...] = ("model_registry", "deployments")
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ def register_candidate(con: duckdb.DuckDBPyConnection, record: ModelRecord) -> M
     _require_text(record.model_id, "model_id")
     if record.status not in ("staging", "pending_approval"):
         raise ValueError(f"model {record.model_id}: a candidate is registered as 'staging' or 'pending_approval', "
-                         f"not {record.status!r}; use promote() to reach production")
+                         f"not {record.status!r}; use deployment.promote() to reach production")
     if record.training_path not in TRAINING_PATHS:
         raise ValueError(f"model {record.model_id}: training_path must be one of {TRAINING_PATHS}, "
                          f"got {record.training_path!r}")
@@ -170,7 +170,7 @@ def register_candidate(con: duckdb.DuckDBPyConnection, record: ModelRecord) -> M
         "ON CONFLICT (model_id) DO NOTHING",
         values,
     )
-    return _require_model(con, record.model_id)
+    return require_model(con, record.model_id)
 
 
 def get_model(con: duckdb.DuckDBPyConnection, model_id: str) -> ModelRecord | None:
@@ -211,16 +211,17 @@ def list_deployments(con: duckdb.DuckDBPyConnection) -> list[Deployment]:
     return [Deployment(*row) for row in rows]
 
 
-def _require_model(con: duckdb.DuckDBPyConnection, model_id: str) -> ModelRecord:
+def require_model(con: duckdb.DuckDBPyConnection, model_id: str) -> ModelRecord:
+    """The registry row of ``model_id``; raises ValueError when it is unknown."""
     record = get_model(con, model_id)
     if record is None:
-        raise ValueError(f"unknown model {model_id!r}: it is not in the registry")
+        raise ValueError(f"unknown model id {model_id!r}: it is not in the registry")
     return record
 
 
 def record_gate_results(con: duckdb.DuckDBPyConnection, model_id: str, results: Sequence[GateResult]) -> None:
     """Store the gate outcomes of ``model_id`` (replacing earlier ones)."""
-    _require_model(con, model_id)
+    require_model(con, model_id)
     payload = _to_json([r.to_dict() for r in results], f"model {model_id}: gate_results")
     con.execute("UPDATE model_registry SET gate_results = ? WHERE model_id = ?", [payload, model_id])
 
@@ -228,135 +229,11 @@ def record_gate_results(con: duckdb.DuckDBPyConnection, model_id: str, results: 
 def mark_pending_approval(con: duckdb.DuckDBPyConnection, model_id: str, reason: str) -> None:
     """Park a staging candidate until a human approves (promote) or rejects it."""
     _require_text(reason, "reason")
-    record = _require_model(con, model_id)
+    record = require_model(con, model_id)
     if record.status not in ("staging", "pending_approval"):
         raise ValueError(f"model {model_id} is {record.status}; only a staging candidate can await approval")
     con.execute("UPDATE model_registry SET status = 'pending_approval', status_reason = ? WHERE model_id = ?",
                 [reason, model_id])
-
-
-def _append_deployment(con: duckdb.DuckDBPyConnection, model_id: str, previous_model_id: str | None,
-                       action: str, actor: str, reason: str) -> Deployment:
-    # Writers to the live database are serialized, so max + 1 inside the transaction is unique.
-    next_id = con.execute("SELECT coalesce(max(deployment_id), 0) + 1 FROM deployments").fetchall()[0][0]
-    deployment = Deployment(int(next_id), model_id, previous_model_id, action, actor, reason, utc_now())
-    con.execute(
-        "INSERT INTO deployments (deployment_id, model_id, previous_model_id, action, actor, reason, acted_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [deployment.deployment_id, model_id, previous_model_id, action, actor, reason, deployment.acted_at],
-    )
-    return deployment
-
-
-def _swap_production(con: duckdb.DuckDBPyConnection, model_id: str, action: str, actor: str, reason: str,
-                     old_status: str) -> Deployment:
-    """In one transaction: old production -> ``old_status``, ``model_id`` -> production, log row."""
-    con.execute("BEGIN TRANSACTION")
-    try:
-        current = get_production(con)
-        previous_id = current.model_id if current else None
-        if current is not None:
-            con.execute("UPDATE model_registry SET status = ?, status_reason = ? WHERE model_id = ?",
-                        [old_status, f"{action} to {model_id}: {reason}", previous_id])
-        con.execute("UPDATE model_registry SET status = 'production', status_reason = ? WHERE model_id = ?",
-                    [f"{action} by {actor}: {reason}", model_id])
-        deployment = _append_deployment(con, model_id, previous_id, action, actor, reason)
-        pause_point(PROMOTE_INSIDE_SWAP)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    return deployment
-
-
-def promote(con: duckdb.DuckDBPyConnection, model_id: str, actor: str, reason: str) -> Deployment | None:
-    """Make ``model_id`` the production model; the previous one becomes ``retired``.
-
-    One transaction: a failure leaves the previous production model serving. Refuses unknown and
-    rejected models. Promoting the model that already serves is a no-op returning None.
-
-    Example: ``promote(con, "m-0123456789ab", actor="sensor:drift", reason="holdout +2.1% AUC")``.
-    """
-    _require_text(actor, "actor")
-    _require_text(reason, "reason")
-    record = _require_model(con, model_id)
-    if record.status == "rejected":
-        raise ValueError(f"model {model_id} was rejected ({record.status_reason}); it cannot be promoted")
-    if record.status == "production":
-        return None
-    return _swap_production(con, model_id, "promote", actor, reason, old_status="retired")
-
-
-def reject(con: duckdb.DuckDBPyConnection, model_id: str, reason: str, actor: str = "pipeline") -> Deployment | None:
-    """Mark a candidate ``rejected`` (it can never be promoted) and log it; None if already rejected.
-
-    The serving model cannot be rejected directly: roll it back first.
-    """
-    _require_text(reason, "reason")
-    _require_text(actor, "actor")
-    record = _require_model(con, model_id)
-    if record.status == "rejected":
-        return None
-    if record.status == "production":
-        raise ValueError(f"model {model_id} is in production; use rollback() to take it out of service")
-    con.execute("BEGIN TRANSACTION")
-    try:
-        con.execute("UPDATE model_registry SET status = 'rejected', status_reason = ? WHERE model_id = ?",
-                    [reason, model_id])
-        deployment = _append_deployment(con, model_id, None, "reject", actor, reason)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    return deployment
-
-
-def rollback(con: duckdb.DuckDBPyConnection, actor: str, reason: str) -> Deployment:
-    """Put the model that served before the current one back into production.
-
-    The target is the ``previous_model_id`` of the promotion that made the current model production,
-    so repeated rollbacks walk back through the history. The rolled-back model becomes ``rejected``
-    (so automation cannot promote it again; a human may register a new candidate instead). Refuses
-    when nothing is in production, when there is no earlier model, or when that model was rejected.
-    """
-    _require_text(actor, "actor")
-    _require_text(reason, "reason")
-    current = get_production(con)
-    if current is None:
-        raise ValueError("cannot roll back: no model is in production")
-    rows = con.execute(
-        "SELECT previous_model_id FROM deployments WHERE model_id = ? AND action = 'promote' "
-        "ORDER BY deployment_id DESC LIMIT 1",
-        [current.model_id],
-    ).fetchall()
-    target = rows[0][0] if rows else None
-    if target is None:
-        raise ValueError(f"cannot roll back: model {current.model_id} has no previous production model")
-    target_record = _require_model(con, target)
-    if target_record.status == "rejected":
-        raise ValueError(f"cannot roll back to {target}: it was rejected ({target_record.status_reason})")
-    return _swap_production(con, target, "rollback", actor, reason, old_status="rejected")
-
-
-def restore(con: duckdb.DuckDBPyConnection, model_id: str, actor: str, reason: str) -> Deployment:
-    """Roll production back to a named earlier model (not only the one just before it).
-
-    Used when a chain of online updates degraded: the serving model returns to the last version that
-    passed its gates. The model taken out of service becomes ``rejected``; the target must have served
-    before (``retired``).
-    """
-    _require_text(actor, "actor")
-    _require_text(reason, "reason")
-    current = get_production(con)
-    if current is None:
-        raise ValueError("cannot restore: no model is in production")
-    target = _require_model(con, model_id)
-    if target.model_id == current.model_id:
-        raise ValueError(f"cannot restore {model_id}: it is already in production")
-    if target.status != "retired":
-        raise ValueError(f"cannot restore {model_id}: only a model that served before (retired) can be restored, "
-                         f"it is {target.status}")
-    return _swap_production(con, model_id, "rollback", actor, reason, old_status="rejected")
 
 
 def chain_root(con: duckdb.DuckDBPyConnection, record: ModelRecord) -> ModelRecord:

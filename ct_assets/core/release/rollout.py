@@ -10,7 +10,7 @@ since the promotion. Verdicts:
 
 * ``rollback``: the new model is worse than the previous one by more than the tolerance (with a paired
   bootstrap CI excluding "no worse"), or complaints rose beyond the allowed ratio. The caller then runs
-  ``registry.rollback`` (a pointer swap, seconds) and raises an alert; this module only decides.
+  ``deployment.roll_back`` (a pointer swap, seconds), which alerts; this module only decides.
 * ``advance`` / ``complete``: the step has lasted ``days_per_step`` days and the model held up; the last
   step (100%) is watched for one more step before the rollout is complete.
 * ``hold``: too few labelled rows to judge, or the step is not over yet.

@@ -14,6 +14,8 @@ from ct_assets.core.common import has_table, utc_now
 
 STEP_VERDICTS: tuple[str, ...] = ("start", "hold", "advance", "complete", "rollback", "superseded")
 ROLLOUT_STATUSES: tuple[str, ...] = ("active", "completed", "rolled_back", "superseded")
+# Copied into the analyst snapshot (core/ops/snapshots.py).
+ANALYST_TABLES: tuple[str, ...] = ("rollouts", "rollout_steps")
 
 _DDL = (
     f"""

@@ -25,6 +25,7 @@ from ct_assets.core.data import schema
 from ct_assets.core.data.features import ensure_features_table, load_features
 from ct_assets.core.data.ingest import ensure_ingest_tables
 from ct_assets.core.ops.alerts import Notifier, raise_alert
+from ct_assets.core.release.deployment import promote, restore
 from ct_assets.core.release.gates import GateResult
 from ct_assets.core.release.lineup import (
     GateSettings,
@@ -38,10 +39,8 @@ from ct_assets.core.release.registry import (
     ensure_registry_tables,
     get_model,
     get_production,
-    promote,
     record_gate_results,
     register_candidate,
-    restore,
 )
 from ct_assets.core.training.artifacts import load_model, save_model
 from ct_assets.core.training.candidates import code_version, split_train_holdout

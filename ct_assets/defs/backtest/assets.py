@@ -65,7 +65,7 @@ def backtest_tables(backtest_result: BacktestResult, duckdb: DuckDBResource,
     from ct_assets.core.backtest.service import store_backtest, target_checks
 
     with duckdb.get_connection() as con:
-        plot = store_backtest(con, backtest_result, storage.root / "backtest")
+        plot = store_backtest(con, backtest_result, storage.backtest_dir)
     checks = target_checks(backtest_result)
     targets = "\n".join(f"| {c.target} | {'n/a' if c.value is None else f'{c.value:.4g}'} | {c.threshold:g} | "
                         f"{'yes' if c.met else 'NO'} |" for c in checks)

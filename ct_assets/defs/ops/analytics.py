@@ -4,15 +4,8 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from ct_assets.core.ops.snapshots import publish_snapshot
+from ct_assets.core.ops.snapshots import ANALYST_TABLES, publish_snapshot
 from ct_assets.defs.resources import DUCKDB_POOL, CTStorage
-
-ANALYST_TABLES: tuple[str, ...] = (
-    "raw_events", "labels", "complaints", "features", "quarantine", "file_issues", "ingest_log",
-    "drift_reports", "drift_feature_results", "concept_drift_results", "complaint_results",
-    "model_registry", "deployments", "decisions", "alerts", "rollouts", "rollout_steps",
-    "backtest_runs", "backtest_daily",
-)
 
 
 def analyst_snapshot_asset(upstream: list[dg.AssetsDefinition]) -> dg.AssetsDefinition:

@@ -7,15 +7,14 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from ct_assets.core.release.deployment import (
+    PointerRequest,
     approve,
-    monitor_rollout_day,
-    promote_candidate,
+    move_production_pointer,
     reject_candidate,
-    roll_back,
 )
-from ct_assets.core.release.evaluation import promote_ready_candidate
 from ct_assets.core.release.registry import ensure_registry_tables, get_production
 from ct_assets.core.release.rollout import RolloutPlan
+from ct_assets.core.release.rollout_monitor import monitor_rollout_day
 from ct_assets.defs.automation import eager_after_checks
 from ct_assets.defs.data.features import features
 from ct_assets.defs.data.ingest import labels
@@ -55,36 +54,19 @@ def production_model(context: dg.AssetExecutionContext, duckdb: DuckDBResource,
                      settings: CTSettings) -> dg.MaterializeResult:
     tags = context.run.tags
     actor = f"dagster:{tags.get(TRIGGER_TAG, tags.get(ACTION_TAG, 'manual'))}:{context.run_id[:8]}"
-    plan = RolloutPlan()
+    request = PointerRequest(
+        rollback=tags.get(ACTION_TAG) == "rollback", judged_model_id=tags.get(ROLLBACK_MODEL_TAG) or None,
+        rollback_reason=tags.get(REASON_TAG, "rollback requested"), candidate_id=_candidate_of_run(context),
+        requires_approval=settings.risk_tier == "high" or tags.get(APPROVAL_TAG) == "true")
     with duckdb.get_connection() as con:
         ensure_registry_tables(con)
-        serving = get_production(con)
-        judged = tags.get(ROLLBACK_MODEL_TAG)
-        if tags.get(ACTION_TAG) == "rollback" and judged and (serving is None or serving.model_id != judged):
-            # The verdict was about a model that no longer serves (a newer promotion replaced it): rolling
-            # back now would remove the wrong model. The newer model's own rollout will judge it.
-            outcome, reason = "kept", (f"stale rollback verdict for {judged}: "
-                                       f"{serving.model_id if serving else 'no model'} serves now")
-        elif tags.get(ACTION_TAG) == "rollback":
-            deployment = roll_back(con, actor, tags.get(REASON_TAG, "rollback requested"), settings.notifier())
-            outcome, reason = "rolled_back", deployment.reason
-        else:
-            candidate_id = _candidate_of_run(context)
-            if candidate_id is None:
-                deployment = promote_ready_candidate(con, actor=actor)
-                outcome, reason = ("promoted" if deployment else "kept"), (
-                    deployment.reason if deployment else "no newer gated candidate")
-            else:
-                requires_approval = settings.risk_tier == "high" or tags.get(APPROVAL_TAG) == "true"
-                result = promote_candidate(con, candidate_id, actor, requires_approval, settings.notifier(), plan)
-                outcome, reason = result.action, result.reason
+        moved = move_production_pointer(con, request, actor, settings.notifier(), RolloutPlan())
         production = get_production(con)
+    metadata = {"outcome": moved.action, "reason": moved.reason}
     if production is None:  # e.g. the first model awaits a human's approval
-        return dg.MaterializeResult(metadata={"model_id": "", "outcome": outcome, "reason": reason})
+        return dg.MaterializeResult(metadata={"model_id": "", **metadata})
     return dg.MaterializeResult(metadata={
-        "model_id": production.model_id,
-        "outcome": outcome,
-        "reason": reason,
+        "model_id": production.model_id, **metadata,
         "training_path": production.training_path,
         "data_window_end": str(production.data_window_end),
         "manifest": dg.MetadataValue.path(f"{production.artifact_path}/manifest.json"),
