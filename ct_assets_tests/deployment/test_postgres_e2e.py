@@ -20,6 +20,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from ct_assets.defs.tags import TRAINING_RUN_TAG
 from ct_assets_tests.deployment.conftest import ROOT, PostgresServer
 
 pytestmark = pytest.mark.deployment
@@ -30,7 +31,6 @@ DEADLINE_SECONDS = 600
 IN_FLIGHT = {dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
              dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING}
 LOCK_ERRORS = ("Could not set lock on file", "Conflicting lock")
-TRAINING_RUN_TAG = "ct/training_run"  # decision_sensor's tag, limited to 1 in dagster.postgres.yaml
 
 
 def _production_models(snapshot: Path) -> list[tuple[str, str, str]]:

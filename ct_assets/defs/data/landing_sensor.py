@@ -13,6 +13,7 @@ from ct_assets.defs.monitoring.assets import (
 from ct_assets.defs.partitions import days_partitions
 from ct_assets.defs.release.production import rollout_monitor
 from ct_assets.defs.resources import CTSettings, CTStorage
+from ct_assets.defs.tags import TRIGGER_TAG
 from ct_assets.defs.training.online import online_model
 
 DAY_ASSETS = (raw_events, labels, complaints, features, drift_report, concept_drift, complaint_report,
@@ -45,7 +46,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, storage: CTStorage,
     selection = [a.key for a in DAY_ASSETS] + ([online_model.key] if settings.online_enabled else [])
     return dg.SensorResult(
         run_requests=[dg.RunRequest(partition_key=day, run_key=f"landed:{day}", asset_selection=selection,
-                                    tags={"ct/trigger": "landing"}) for day in new_days],
+                                    tags={TRIGGER_TAG: "landing"}) for day in new_days],
         dynamic_partitions_requests=[days_partitions.build_add_request(new_days)],
         cursor=max([*new_days, context.cursor or ""]),
     )

@@ -3,13 +3,8 @@
 import dagster as dg
 
 from ct_assets.defs.event_log import new_materializations
-from ct_assets.defs.release.production import (
-    ACTION_TAG,
-    REASON_TAG,
-    ROLLBACK_MODEL_TAG,
-    production_model,
-    rollout_monitor,
-)
+from ct_assets.defs.release.production import production_model, rollout_monitor
+from ct_assets.defs.tags import ACTION_TAG, MAX_REASON_CHARS, REASON_TAG, ROLLBACK_MODEL_TAG
 
 
 @dg.sensor(
@@ -29,5 +24,5 @@ def rollback_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     return dg.SensorResult(run_requests=[dg.RunRequest(
         run_key=f"rollback:{meta['rollout_id']}",
         asset_selection=[production_model.key],
-        tags={ACTION_TAG: "rollback", REASON_TAG: str(meta.get("reason", ""))[:1000],
+        tags={ACTION_TAG: "rollback", REASON_TAG: str(meta.get("reason", ""))[:MAX_REASON_CHARS],
               ROLLBACK_MODEL_TAG: str(meta.get("model_id", ""))})], cursor=cursor)
