@@ -3,6 +3,7 @@
 import dagster as dg
 
 from ct_assets.core.data.ingest import scan_landing
+from ct_assets.defs.automation import running_sensor
 from ct_assets.defs.data.features import features
 from ct_assets.defs.data.ingest import complaints, labels, raw_events
 from ct_assets.defs.monitoring.assets import (
@@ -20,12 +21,10 @@ DAY_ASSETS = (raw_events, labels, complaints, features, drift_report, concept_dr
               rollout_monitor)
 
 
-@dg.sensor(
+@running_sensor(
     # One run per landed day carries it through monitoring; blocking checks stop the run early on
     # bad data. The trigger sensors then decide whether the day needs a training decision.
     target=[*DAY_ASSETS, online_model],
-    minimum_interval_seconds=10,
-    default_status=dg.DefaultSensorStatus.RUNNING,
     description="Adds a partition for each new complete day folder in data/landing/ and runs that day "
                 "through ingest, features, monitoring and the rollout monitor (plus the online update "
                 "when online mode is on).",

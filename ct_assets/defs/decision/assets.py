@@ -27,8 +27,8 @@ OWNERS = ["team:ml-platform"]
     kinds={"duckdb", "python"},
     owners=OWNERS,
     pool=DUCKDB_POOL,
-    # No automation condition: the trigger sensors (drift, performance, labels, freshness) and the
-    # daily policy schedule ask for it, and decision_request_sensor requests it, so quiet days cost no decision.
+    # No automation condition: the trigger sensors and the daily policy schedule ask for it and
+    # decision_request_sensor requests it, so quiet days cost no decision.
     description="A day's decision from evidence (drift scope and severity, concept drift, complaints, "
                 "labels, model age, fine-tunes since the last retrain, compute budget, risk tier): "
                 "none | fine_tune | retrain | escalate_to_human, with the reasons in plain language. "

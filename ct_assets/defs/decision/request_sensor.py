@@ -2,15 +2,14 @@
 
 import dagster as dg
 
+from ct_assets.defs.automation import running_sensor
 from ct_assets.defs.decision.assets import training_decision
 from ct_assets.defs.event_log import new_observations
 from ct_assets.defs.run_requests import decision_request, has_decision_run, reports_by_day
 
 
-@dg.sensor(
+@running_sensor(
     target=[training_decision],
-    minimum_interval_seconds=10,
-    default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests a day's training decision once, on the asks the trigger sensors and the daily "
                 "policy schedule report as `training_decision` observations; the run's ct/trigger and "
                 "ct/reason tags name every trigger that asked. The only instigator of decision runs "

@@ -13,6 +13,7 @@ from datetime import date
 import dagster as dg
 
 from ct_assets.core.decision.policy import is_stale
+from ct_assets.defs.automation import running_sensor
 from ct_assets.defs.data.ingest import labels
 from ct_assets.defs.decision.assets import training_decision
 from ct_assets.defs.event_log import (
@@ -46,9 +47,7 @@ def _report(context: dg.SensorEvaluationContext, trigger: str, reasons_by_day: d
                            skip_reason="; ".join(notes) or quiet, cursor=cursor)
 
 
-@dg.sensor(
-    minimum_interval_seconds=10,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+@running_sensor(
     description="Data drift trigger: a drift report with scope local or global asks for that day's "
                 "training decision. Reads drift_report metadata from the event log with a cursor.",
 )
@@ -60,9 +59,7 @@ def drift_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     return _report(context, "drift", fired, cursor, f"{len(reports)} new drift reports, none drifted")
 
 
-@dg.sensor(
-    minimum_interval_seconds=10,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+@running_sensor(
     description="Performance trigger: concept drift (the serving model's labelled metrics fell) or a "
                 "complaint alert asks for that day's training decision. Reads concept_drift and "
                 "complaint_report metadata from the event log with a cursor.",
@@ -86,9 +83,7 @@ def performance_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
                    f"{len(concept)} concept-drift and {len(complaint)} complaint reports, no degradation")
 
 
-@dg.sensor(
-    minimum_interval_seconds=10,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+@running_sensor(
     description="Label trigger: when the labels ingested since the last change of the production model "
                 "reach the policy's labels.accumulated_trigger, asks for a training decision. Counts "
                 "from labels/production_model metadata in the event log (cursor), never the warehouse.",
@@ -114,9 +109,7 @@ def label_sensor(context: dg.SensorEvaluationContext, settings: CTSettings) -> d
                    f"{counted} new labels since the last model change (< {threshold})")
 
 
-@dg.sensor(
-    minimum_interval_seconds=10,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+@running_sensor(
     description="Freshness trigger: after each day's monitoring, asks for a training decision when no "
                 "model serves yet (bootstrap), when production_model's FreshnessPolicy is WARN/FAIL "
                 "(wall clock), or when the serving model's data window is older than the policy's "

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from ct_assets.core.decision.policy import main_trigger
+from ct_assets.defs.automation import running_sensor
 from ct_assets.defs.decision.assets import training_decision
 from ct_assets.defs.event_log import new_materializations
 from ct_assets.defs.release.production import production_model
@@ -18,10 +19,8 @@ from ct_assets.defs.tags import (
 from ct_assets.defs.training.candidates import CANDIDATE_ASSETS, finetuned_candidate, retrained_candidate
 
 
-@dg.sensor(
+@running_sensor(
     target=[*CANDIDATE_ASSETS, production_model],
-    minimum_interval_seconds=10,
-    default_status=dg.DefaultSensorStatus.RUNNING,
     description="Starts the training path a `training_decision` chose (retrained_candidate or "
                 "finetuned_candidate, then production_model), tagged with the decision id and reasons. "
                 "Reads decisions from the event log with a cursor; the decision id is the run key, so a "
