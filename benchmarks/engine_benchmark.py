@@ -23,10 +23,11 @@ from pathlib import Path
 import dagster as dg
 
 from ct_assets.defs.data.landing_sensor import landing_sensor
-from ct_assets.defs.decision.schedules import decision_sensor
+from ct_assets.defs.decision.request_sensor import decision_request_sensor
 from ct_assets.defs.decision.triggers import TRIGGER_SENSORS
 from ct_assets.defs.release.rollback_sensor import rollback_sensor
 from ct_assets.defs.resources import CTSettings, CTStorage
+from ct_assets.defs.training.path_sensor import decision_sensor
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,7 +65,7 @@ def sensor_ticks(days: int, repeat: int = 7) -> dict[str, float]:
         for index, day in enumerate(history[:days]):
             _day_events(instance, day, index)
         resources = {"storage": CTStorage(data_dir=str(Path(tmp) / "data")), "settings": CTSettings()}
-        sensors = [landing_sensor, *TRIGGER_SENSORS, decision_sensor, rollback_sensor]
+        sensors = [landing_sensor, *TRIGGER_SENSORS, decision_request_sensor, decision_sensor, rollback_sensor]
         cursors: dict[str, str | None] = {}
         for sensor in sensors:  # catch up once (the first tick of a new deployment), untimed
             result = sensor(dg.build_sensor_context(instance=instance, resources=resources))

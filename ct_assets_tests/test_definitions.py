@@ -42,15 +42,22 @@ def test_sensors_run_without_a_click_and_the_cron_baseline_is_opt_in():
     sensors = {s.name: s.default_status for s in defs.sensors}
     assert sensors == {name: dg.DefaultSensorStatus.RUNNING
                        for name in ("landing_sensor", "drift_sensor", "performance_sensor", "label_sensor",
-                                    "freshness_sensor", "decision_sensor", "rollback_sensor", "ct_automation")}
+                                    "freshness_sensor", "decision_request_sensor", "decision_sensor",
+                                    "rollback_sensor", "ct_automation")}
     assert {s.name: s.default_status for s in defs.schedules} == {
         "daily_policy_schedule": dg.DefaultScheduleStatus.RUNNING,
         "periodic_retrain": dg.DefaultScheduleStatus.STOPPED}
 
 
 def test_only_triggers_and_the_schedule_ask_for_a_decision():
-    graph = build_definitions().resolve_asset_graph()
+    defs = build_definitions()
+    graph = defs.resolve_asset_graph()
     assert graph.get(dg.AssetKey("training_decision")).automation_condition is None
+    # One instigator requests decision runs (run keys dedupe only within one): the triggers only ask.
+    decision = dg.AssetKey("training_decision")
+    requesters = {s.name for s in defs.sensors
+                  if any(decision in assets.keys for target in s.targets for assets in target.assets_defs)}
+    assert requesters == {"decision_request_sensor"}
     assert graph.get(dg.AssetKey("online_model")).automation_condition is None
 
 

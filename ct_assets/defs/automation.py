@@ -1,7 +1,16 @@
-"""Declarative Automation: the conditions assets use and the sensor that evaluates them."""
+"""Automation: the conditions assets use, the sensor that evaluates them, and how every sensor runs."""
 
+from collections.abc import Callable
 
 import dagster as dg
+
+SENSOR_INTERVAL_SECONDS = 10
+
+
+def running_sensor(**kwargs: object) -> Callable[[Callable[..., object]], dg.SensorDefinition]:
+    """``dg.sensor`` as the pipeline's sensors use it: declared RUNNING, evaluated every 10 s."""
+    return dg.sensor(minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+                     default_status=dg.DefaultSensorStatus.RUNNING, **kwargs)
 
 
 def eager_after_checks() -> dg.AutomationCondition:

@@ -10,12 +10,9 @@ from ct_assets.defs.data.features import features
 from ct_assets.defs.data.ingest import complaints, labels, raw_events
 from ct_assets.defs.data.landing_sensor import landing_sensor
 from ct_assets.defs.data.quality_checks import DATA_QUALITY_CHECKS
-from ct_assets.defs.decision.schedules import (
-    daily_policy_schedule,
-    decision_sensor,
-    periodic_retrain_schedule,
-)
-from ct_assets.defs.decision.triggers import TRIGGER_SENSORS
+from ct_assets.defs.decision.assets import training_decision
+from ct_assets.defs.decision.request_sensor import decision_request_sensor
+from ct_assets.defs.decision.triggers import TRIGGER_SENSORS, daily_policy_schedule
 from ct_assets.defs.monitoring.assets import (
     complaint_report,
     concept_drift,
@@ -30,8 +27,10 @@ from ct_assets.defs.release.production import (
 )
 from ct_assets.defs.release.rollback_sensor import rollback_sensor
 from ct_assets.defs.resources import default_resources
-from ct_assets.defs.training.candidates import CANDIDATE_ASSETS, training_decision
+from ct_assets.defs.training.candidates import CANDIDATE_ASSETS
 from ct_assets.defs.training.online import online_model
+from ct_assets.defs.training.path_sensor import decision_sensor
+from ct_assets.defs.training.periodic_retrain import periodic_retrain_schedule
 
 
 def build_definitions(resources: Mapping[str, object] | None = None) -> dg.Definitions:
@@ -42,7 +41,7 @@ def build_definitions(resources: Mapping[str, object] | None = None) -> dg.Defin
     return dg.Definitions(
         assets=[*table_assets, backtest_result, analyst_snapshot_asset(table_assets)],
         asset_checks=[*DATA_QUALITY_CHECKS, *CANDIDATE_GATES],
-        sensors=[landing_sensor, *TRIGGER_SENSORS, decision_sensor, rollback_sensor, automation_sensor()],
+        sensors=[landing_sensor, *TRIGGER_SENSORS, decision_request_sensor, decision_sensor, rollback_sensor, automation_sensor()],
         schedules=[daily_policy_schedule, periodic_retrain_schedule],
         resources={**default_resources(), **(resources or {})},
         # One process per run: DuckDB steps take turns anyway, and a subprocess per step would

@@ -1,6 +1,7 @@
-"""Reading asset materializations from the instance's event log with a cursor (never the warehouse)."""
+"""Reading asset events from the instance's event log with a cursor (never the warehouse)."""
 
 import json
+from collections.abc import Callable
 
 import dagster as dg
 
@@ -8,17 +9,27 @@ IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.Dag
              dg.DagsterRunStatus.STARTED]
 
 
-Materialization = tuple[int, str, dict[str, object]]  # (storage id, partition, metadata values)
+AssetEvent = tuple[int, str, dict[str, object]]  # (storage id, partition, metadata values)
 
 
 def materializations_after(instance: dg.DagsterInstance, key: dg.AssetKey,
-                           after: int | None) -> tuple[list[Materialization], int | None]:
+                           after: int | None) -> tuple[list[AssetEvent], int | None]:
     """``key``'s materializations after storage id ``after`` (oldest first), and the newest storage id."""
-    new = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, after_storage_id=after),
-                                          limit=500, ascending=True)
+    return _events_after(instance.fetch_materializations, key, after)
+
+
+def observations_after(instance: dg.DagsterInstance, key: dg.AssetKey,
+                       after: int | None) -> tuple[list[AssetEvent], int | None]:
+    """``key``'s observations after storage id ``after`` (oldest first), and the newest storage id."""
+    return _events_after(instance.fetch_observations, key, after)
+
+
+def _events_after(fetch: Callable[..., dg.EventRecordsResult], key: dg.AssetKey,
+                  after: int | None) -> tuple[list[AssetEvent], int | None]:
+    new = fetch(dg.AssetRecordsFilter(asset_key=key, after_storage_id=after), limit=500, ascending=True)
     newest = new.records[-1].storage_id if new.records else after
     events = [(r.storage_id, r.partition_key or "",
-               {k: v.value for k, v in r.asset_materialization.metadata.items()} if r.asset_materialization else {})
+               {k: v.value for k, v in r.asset_event.metadata.items()} if r.asset_event else {})
               for r in new.records]
     return events, newest
 
@@ -26,7 +37,19 @@ def materializations_after(instance: dg.DagsterInstance, key: dg.AssetKey,
 def new_materializations(context: dg.SensorEvaluationContext,
                          key: dg.AssetKey) -> tuple[list[tuple[str, dict[str, object]]], str | None]:
     """For a sensor watching one asset: (partition, metadata) since the cursor, and the new cursor."""
-    events, newest = materializations_after(context.instance, key, int(context.cursor) if context.cursor else None)
+    return _new_events(context, materializations_after, key)
+
+
+def new_observations(context: dg.SensorEvaluationContext,
+                     key: dg.AssetKey) -> tuple[list[tuple[str, dict[str, object]]], str | None]:
+    """``new_materializations`` for the asset's observations."""
+    return _new_events(context, observations_after, key)
+
+
+def _new_events(context: dg.SensorEvaluationContext,
+                after: Callable[[dg.DagsterInstance, dg.AssetKey, int | None], tuple[list[AssetEvent], int | None]],
+                key: dg.AssetKey) -> tuple[list[tuple[str, dict[str, object]]], str | None]:
+    events, newest = after(context.instance, key, int(context.cursor) if context.cursor else None)
     return [(day, meta) for _, day, meta in events], str(newest) if newest is not None else context.cursor
 
 

@@ -11,12 +11,13 @@ from ct_assets.defs.data.features import features
 from ct_assets.defs.data.ingest import labels
 from ct_assets.defs.data.landing_sensor import DAY_ASSETS, landing_sensor
 from ct_assets.defs.data.quality_checks import DATA_QUALITY_CHECKS
-from ct_assets.defs.decision.schedules import daily_policy_schedule, decision_sensor
-from ct_assets.defs.decision.triggers import TRIGGER_SENSORS
+from ct_assets.defs.decision.assets import training_decision
+from ct_assets.defs.decision.request_sensor import decision_request_sensor
+from ct_assets.defs.decision.triggers import TRIGGER_SENSORS, daily_policy_schedule
 from ct_assets.defs.release.gate_checks import CANDIDATE_GATES
 from ct_assets.defs.release.production import production_model
 from ct_assets.defs.release.rollback_sensor import rollback_sensor
-from ct_assets.defs.training.candidates import CANDIDATE_ASSETS, training_decision
+from ct_assets.defs.training.candidates import CANDIDATE_ASSETS
 from ct_assets.defs.training.online import online_model
 from ct_assets.simulation.config import SimulatorConfig
 from ct_assets.simulation.landing import write_day
@@ -27,6 +28,7 @@ def query(data_dir: Path, sql: str) -> list[tuple]:
     with duckdb.connect(str(DataLayout.from_root(data_dir).warehouse_path), read_only=True) as con:
         return con.execute(sql).fetchall()
 
+from ct_assets.defs.training.path_sensor import decision_sensor
 
 # Everything a day's run may touch: its selection comes from the landing sensor's request.
 DAY_RUN_ASSETS = [*DAY_ASSETS, online_model, production_model, *DATA_QUALITY_CHECKS]
@@ -55,6 +57,8 @@ class Pipeline:
         result = sensor(context)
         if isinstance(result, dg.SensorResult):
             self.cursors[sensor.name] = result.cursor
+            for event in result.asset_events:  # as the sensor daemon records them
+                self.instance.report_runless_asset_event(event)
         return result
 
     def ingest_landed(self) -> list[str]:
@@ -72,13 +76,16 @@ class Pipeline:
         return [r.partition_key for r in result.run_requests]
 
     def triggers(self) -> list[dg.RunRequest]:
-        """Tick every trigger sensor once and run the decisions they ask for."""
-        requests: list[dg.RunRequest] = []
+        """Tick every trigger sensor once, then the decision request sensor, and run the decisions asked for."""
         for sensor in TRIGGER_SENSORS:
-            result = self._tick(sensor)
-            for request in (result.run_requests or []) if isinstance(result, dg.SensorResult) else []:
-                self.run_decision(request)
-                requests.append(request)
+            self._tick(sensor)
+        return self.requested_decisions()
+
+    def requested_decisions(self) -> list[dg.RunRequest]:
+        """Tick the decision request sensor on the triggers' asks and run the decisions it requests."""
+        requests = list(self._tick(decision_request_sensor).run_requests or [])
+        for request in requests:
+            self.run_decision(request)
         return requests
 
     def run_decision(self, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
@@ -87,14 +94,12 @@ class Pipeline:
                               raise_on_error=False)
 
     def scheduled_decision(self) -> dg.RunRequest | dg.SkipReason:
-        """Evaluate the daily policy schedule (as its cron tick would) and run what it asks for."""
+        """Evaluate the daily policy schedule (as its cron tick would) and run the decision it asks for."""
         context = dg.build_schedule_context(instance=self.instance,
                                             repository_def=build_definitions(self.resources).get_repository_def())
-        request = daily_policy_schedule.evaluate_tick(context).run_requests
-        if request:
-            self.run_decision(request[0])
-            return request[0]
-        return dg.SkipReason("nothing scheduled")
+        daily_policy_schedule.evaluate_tick(context)
+        requests = self.requested_decisions()
+        return requests[0] if requests else dg.SkipReason("nothing scheduled")
 
     def decisions(self) -> list[dg.RunRequest]:
         return list(self._tick(decision_sensor).run_requests or [])

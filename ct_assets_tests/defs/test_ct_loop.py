@@ -6,6 +6,7 @@ import dagster as dg
 
 from ct_assets.defs.release.production import model_approval
 from ct_assets.defs.resources import CTSettings
+from ct_assets.defs.tags import ACTION_TAG
 from ct_assets.simulation.config import SimulatorConfig
 from ct_assets.simulation.scenarios import parse_timeline
 from ct_assets_tests.defs.pipeline import Pipeline, query
@@ -105,7 +106,7 @@ def test_model_fitted_to_a_passing_market_shift_is_rolled_back_when_the_market_r
             rolled_back.append(request)
         if rolled_back:
             break
-    assert len(rolled_back) == 1 and rolled_back[0].tags["ct/action"] == "rollback"
+    assert len(rolled_back) == 1 and rolled_back[0].tags[ACTION_TAG] == "rollback"
     assert query(data_dir, "SELECT model_id FROM model_registry WHERE status = 'production'") == [(first_model,)]
     assert query(data_dir, f"SELECT status FROM model_registry WHERE model_id = '{shifted_model}'") == [("rejected",)]
     assert query(data_dir, "SELECT kind, subject FROM alerts WHERE kind = 'rollback'") == [("rollback", first_model)]

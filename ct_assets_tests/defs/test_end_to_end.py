@@ -7,6 +7,7 @@ import duckdb
 
 from ct_assets.core.data.layout import DataLayout
 from ct_assets.defs.build import build_definitions
+from ct_assets.defs.tags import DECISION_TAG, TRIGGER_TAG
 from ct_assets.simulation.config import SimulatorConfig
 from ct_assets.simulation.scenarios import parse_timeline
 from ct_assets_tests.defs.pipeline import Pipeline, query
@@ -22,7 +23,7 @@ def test_bootstrap_local_fine_tune_then_global_retrain(instance, resources, data
     pipeline.land(5)
     assert pipeline.ingest_landed() == ["2025-01-01", "2025-01-02", "2025-01-03", "2025-01-04", "2025-01-05"]
     (bootstrap,) = pipeline.decisions()
-    assert bootstrap.tags["ct/trigger"] == "bootstrap"
+    assert bootstrap.tags[TRIGGER_TAG] == "bootstrap"
     assert [k.to_user_string() for k in bootstrap.asset_selection] == ["retrained_candidate", "production_model"]
     assert pipeline.run(bootstrap).success
     assert query(data_dir, "SELECT status, training_path, trigger FROM model_registry") == \
@@ -32,7 +33,7 @@ def test_bootstrap_local_fine_tune_then_global_retrain(instance, resources, data
     assert pipeline.step(2) == []
     assert query(data_dir, "SELECT count(*) FROM decisions WHERE day > '2025-01-05'") == [(0,)]
     # ... until the daily policy schedule weighs the evidence anyway and records "none".
-    assert pipeline.scheduled_decision().tags["ct/trigger"] == "schedule"
+    assert pipeline.scheduled_decision().tags[TRIGGER_TAG] == "schedule"
     assert query(data_dir, "SELECT action FROM decisions WHERE day = '2025-01-07'") == [("none",)]
     assert pipeline.decisions() == []
 
@@ -42,13 +43,13 @@ def test_bootstrap_local_fine_tune_then_global_retrain(instance, resources, data
     fired, = query(data_dir, "SELECT fired_rules FROM decisions WHERE day = '2025-01-08'")[0]
     assert json.loads(fired) == ["drift_scope", "labels_scarce"]
     requests = pipeline.step(1)
-    assert [r.tags["ct/trigger"] for r in requests] == ["drift_scope"]
+    assert [r.tags[TRIGGER_TAG] for r in requests] == ["drift_scope"]
     assert [k.to_user_string() for k in requests[0].asset_selection] == ["finetuned_candidate", "production_model"]
     action, reasons = query(data_dir, "SELECT action, reasons FROM decisions WHERE day = '2025-01-09'")[0]
     assert action == "fine_tune" and "drift is local (segments: region=south; features: discount)" in reasons
     path, has_parent, decision_id = query(data_dir, "SELECT training_path, parent_model_id IS NOT NULL, decision_id "
                                                     "FROM model_registry ORDER BY created_at DESC LIMIT 1")[0]
-    assert (path, has_parent, decision_id) == ("fine_tune", True, requests[0].tags["ct/decision_id"])
+    assert (path, has_parent, decision_id) == ("fine_tune", True, requests[0].tags[DECISION_TAG])
     # A local fine-tune is judged where the shift is, and must not regress elsewhere.
     gates = {g["name"]: g for g in json.loads(query(data_dir, "SELECT gate_results FROM model_registry "
                                                               "ORDER BY created_at DESC LIMIT 1")[0][0])}

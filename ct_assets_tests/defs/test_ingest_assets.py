@@ -7,6 +7,7 @@ from ct_assets.defs.data.ingest import complaints, labels, raw_events
 from ct_assets.defs.data.landing_sensor import landing_sensor
 from ct_assets.defs.data.quality_checks import DATA_QUALITY_CHECKS
 from ct_assets.defs.monitoring.assets import drift_report
+from ct_assets.defs.tags import TRIGGER_TAG
 from ct_assets_tests.builders import events_frame, labels_frame, write_parquet
 
 DAYS = ["2025-01-01", "2025-01-02", "2025-01-03"]
@@ -72,7 +73,7 @@ def test_manual_and_automatic_runs_write_the_same_rows(instance, resources, data
     instance.add_dynamic_partitions("days", DAYS[:2])
     assets = [raw_events, labels, complaints, features, drift_report, *DATA_QUALITY_CHECKS]
     snapshots = []
-    for tags in ({"ct/trigger": "landing"}, {}, {"dagster/auto_materialize": "true"}):
+    for tags in ({TRIGGER_TAG: "landing"}, {}, {"dagster/auto_materialize": "true"}):
         for day in DAYS[:2]:
             assert dg.materialize(assets, partition_key=day, instance=instance, resources=resources, tags=tags).success
         with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:

@@ -2,8 +2,16 @@
 
 import dagster as dg
 
-from ct_assets.defs.decision.schedules import TRAINING_RUN_TAG, decision_sensor
 from ct_assets.defs.release.rollback_sensor import rollback_sensor
+from ct_assets.defs.tags import (
+    ACTION_TAG,
+    REASON_TAG,
+    ROLLBACK_MODEL_TAG,
+    TRAINING_RUN_TAG,
+    TRIGGER_TAG,
+    WINDOW_END_TAG,
+)
+from ct_assets.defs.training.path_sensor import decision_sensor
 
 
 def decide(instance, day, action, decision_id, rules=("drift_scope",)):
@@ -39,7 +47,7 @@ def test_retrain_decision_requests_the_retrain_path_once(instance):
     (request,) = result.run_requests
     assert selected(request) == ["retrained_candidate", "production_model"]
     assert request.run_key == "dec-2"
-    assert request.tags["ct/trigger"] == "bootstrap" and request.tags["ct/window_end"] == "2025-01-05"
+    assert request.tags[TRIGGER_TAG] == "bootstrap" and request.tags[WINDOW_END_TAG] == "2025-01-05"
     assert request.tags[TRAINING_RUN_TAG] == "true"
     assert tick(decision_sensor, instance, result.cursor).run_requests == []
 
@@ -73,8 +81,8 @@ def test_rollback_sensor_acts_only_on_rollback_verdicts(instance):
     result = tick(rollback_sensor, instance)
     (request,) = result.run_requests
     assert selected(request) == ["production_model"]
-    assert (request.run_key, request.tags["ct/action"]) == ("rollback:ro-1", "rollback")
-    assert request.tags["ct/rollback_model_id"] == "m-000000000002"
+    assert (request.run_key, request.tags[ACTION_TAG]) == ("rollback:ro-1", "rollback")
+    assert request.tags[ROLLBACK_MODEL_TAG] == "m-000000000002"
     assert tick(rollback_sensor, instance, result.cursor).run_requests == []
 
 
@@ -96,11 +104,11 @@ def test_a_stale_rollback_verdict_never_rolls_back_a_newer_model(instance, resou
             register_candidate(con, ModelRecord(model_id=model_id, training_path="retrain"))
             promote(con, model_id, actor="test", reason="next")
     # The verdict judged m-...b, but m-...c was promoted since: nothing may be rolled back.
-    stale = {"ct/action": "rollback", "ct/reason": "b degraded", "ct/rollback_model_id": "m-00000000000b"}
+    stale = {ACTION_TAG: "rollback", REASON_TAG: "b degraded", ROLLBACK_MODEL_TAG: "m-00000000000b"}
     assert dg.materialize([production_model], instance=instance, resources=resources, tags=stale).success
     meta = instance.get_latest_materialization_event(production_model.key).asset_materialization.metadata
     assert meta["outcome"].value == "kept" and "stale rollback verdict" in meta["reason"].value
-    current = {**stale, "ct/rollback_model_id": "m-00000000000c"}
+    current = {**stale, ROLLBACK_MODEL_TAG: "m-00000000000c"}
     assert dg.materialize([production_model], instance=instance, resources=resources, tags=current).success
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
         assert get_production(con).model_id == "m-00000000000b"

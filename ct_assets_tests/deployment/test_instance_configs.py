@@ -33,7 +33,7 @@ def test_postgres_and_helm_configs_keep_the_limits_of_dagster_yaml() -> None:
                                                                                   "default_limit": 1}
     assert helm["concurrency"]["pools"] == {"granularity": "op", "defaultLimit": 1}
     runs = postgres["concurrency"]["runs"]
-    assert runs["max_concurrent_runs"] == sqlite["concurrency"]["runs"]["max_concurrent_runs"]
+    assert runs == sqlite["concurrency"]["runs"]  # the run limits too, the one-training-run limit among them
     assert runs["tag_concurrency_limits"] == [{"key": "ct/training_run", "value": "true", "limit": 1}]
     assert helm["concurrency"]["runs"] == {"maxConcurrentRuns": runs["max_concurrent_runs"],
                                            "tagConcurrencyLimits": runs["tag_concurrency_limits"]}
@@ -42,7 +42,14 @@ def test_postgres_and_helm_configs_keep_the_limits_of_dagster_yaml() -> None:
 
 
 def test_the_training_run_tag_limited_here_is_the_one_decision_sensor_sets() -> None:
-    from ct_assets.defs.decision.schedules import TRAINING_RUN_TAG
+    from ct_assets.defs.tags import TRAINING_RUN_TAG
 
-    limits = _load("dagster.postgres.yaml")["concurrency"]["runs"]["tag_concurrency_limits"]
-    assert {limit["key"] for limit in limits} == {TRAINING_RUN_TAG}
+    for name in ("dagster.yaml", "dagster.postgres.yaml"):
+        limits = _load(name)["concurrency"]["runs"]["tag_concurrency_limits"]
+        assert {limit["key"] for limit in limits} == {TRAINING_RUN_TAG}, name
+
+
+def test_the_embedded_instance_config_validates_against_dagsters_schema(tmp_path: Path) -> None:
+    shutil.copyfile(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    config, _ = dagster_instance_config(str(tmp_path))
+    assert config["concurrency"]["runs"]["tag_concurrency_limits"][0]["key"] == "ct/training_run"

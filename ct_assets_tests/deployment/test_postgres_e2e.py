@@ -19,6 +19,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from ct_assets.defs.tags import TRAINING_RUN_TAG
 from ct_assets_tests.deployment.conftest import ROOT, PostgresServer
 from ct_assets_tests.harness.processes import stop_process_group
 from ct_assets_tests.harness.runs import in_flight, lock_errors, max_overlap
@@ -28,7 +29,6 @@ pytestmark = pytest.mark.deployment
 DAYS, ROWS_PER_DAY = 3, 4000
 # Measured 3.5-5 min on the 2-core machine while other test runs shared it; the rest is margin.
 DEADLINE_SECONDS = 600
-TRAINING_RUN_TAG = "ct/training_run"  # decision_sensor's tag, limited to 1 in dagster.postgres.yaml
 
 
 def _production_models(snapshot: Path) -> list[tuple[str, str, str]]:

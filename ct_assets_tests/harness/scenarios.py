@@ -21,6 +21,7 @@ import dagster as dg
 import duckdb
 
 from ct_assets.core.ops.doctor import DoctorReport, check_invariants
+from ct_assets.defs.tags import TRIGGER_TAG
 from ct_assets_tests.harness.runs import (
     failed_runs,
     in_flight,
@@ -85,7 +86,7 @@ def run_analysts_scenario(root: Path, days: int, rows_per_day: int, readers: int
     instance = sandbox.instance()
 
     def landing_done(day: str) -> bool:
-        records = instance.get_run_records(dg.RunsFilter(tags={"ct/trigger": "landing", "dagster/partition": day}))
+        records = instance.get_run_records(dg.RunsFilter(tags={TRIGGER_TAG: "landing", "dagster/partition": day}))
         return bool(records) and not in_flight(records)
 
     def settled() -> bool:

@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
@@ -43,9 +44,11 @@ from dagster._daemon.sensor import (
 )
 
 from ct_assets.core.ops.snapshots import publish_snapshot
-from ct_assets.defs.decision.schedules import daily_policy_schedule, decision_sensor
-from ct_assets.defs.decision.triggers import DECISION_DAY_TAG, drift_sensor, freshness_sensor
+from ct_assets.defs.decision.request_sensor import decision_request_sensor
+from ct_assets.defs.decision.triggers import TRIGGER_SENSORS, daily_policy_schedule
 from ct_assets.defs.resources import CTSettings
+from ct_assets.defs.tags import DECISION_DAY_TAG, DECISION_TAG, REASON_TAG, TRIGGER_TAG
+from ct_assets.defs.training.path_sensor import decision_sensor
 from ct_assets_tests.harness.sandbox import ROOT
 from ct_assets_tests.harness.scenarios import run_analysts_scenario, run_writers_scenario
 from ct_assets_tests.harness.snapshot_readers import SnapshotReaders, check_snapshot
@@ -59,6 +62,8 @@ BACKFILL_PARTITIONS, BACKFILL_ROWS_PER_DAY = 6, 300
 WRITERS_DEADLINE_S = 360  # 2 to 3.5 minutes on the same machine
 DAY = "2025-01-05"
 LOGGER = logging.getLogger("ct_assets_tests.sensor_daemon")
+TRIGGERS = {"drift_sensor": "drift", "performance_sensor": "performance", "label_sensor": "labels",
+            "freshness_sensor": "freshness"}  # trigger sensor -> the ct/trigger name it asks under
 
 
 # --- Analysts: the consistency query, and readers against back-to-back publications -----------------------
@@ -180,6 +185,16 @@ def remote_sensor(context: WorkspaceProcessContext, name: str) -> RemoteSensor:
     return repository.get_sensor(name)
 
 
+def threaded_daemon_tick(context: WorkspaceProcessContext, at: float) -> None:
+    """``daemon_tick`` with `sensors: use_threads: true`: each sensor ticks on the daemon's thread pool."""
+    futures: dict[str, Future] = {}
+    with freeze_time(at), ThreadPoolExecutor(max_workers=8) as pool:
+        list(execute_sensor_iteration(context, LOGGER, threadpool_executor=pool, submit_threadpool_executor=None,
+                                      sensor_tick_futures=futures))
+    for future in futures.values():
+        future.result()
+
+
 def daemon_tick(context: WorkspaceProcessContext, at: float) -> None:
     """One pass of the sensor daemon at time ``at``: every running sensor ticks in turn, and submits its
     runs before the next one evaluates (dagster.yaml keeps the default `sensors: use_threads: false`)."""
@@ -248,7 +263,7 @@ def test_concurrent_decision_sensor_evaluations_start_one_run_per_decision(
     assert len(requests) == 8  # every evaluation wants the run...
     assert {r.run_key for r in requests} == {"dec-concurrent"}  # ...under the same key, the decision id
     submit_like_the_sensor_daemon(daemon_context, "decision_sensor", requests)
-    (run,) = runs_tagged(instance, "ct/decision_id", "dec-concurrent")
+    (run,) = runs_tagged(instance, DECISION_TAG, "dec-concurrent")
     assert run.tags["dagster/run_key"] == "dec-concurrent"
     assert run.status == dg.DagsterRunStatus.QUEUED
 
@@ -259,7 +274,7 @@ def test_a_decision_sensor_tick_repeated_with_the_same_cursor_starts_no_second_r
     record_decision(instance, DAY, "fine_tune", "dec-repeat")
     start = time.time()
     daemon_tick(daemon_context, start)
-    (run,) = runs_tagged(instance, "ct/decision_id", "dec-repeat")
+    (run,) = runs_tagged(instance, DECISION_TAG, "dec-repeat")
     assert sensor_state(instance, "decision_sensor").instigator_data.cursor is not None
 
     sensor = remote_sensor(daemon_context, "decision_sensor")
@@ -271,14 +286,14 @@ def test_a_decision_sensor_tick_repeated_with_the_same_cursor_starts_no_second_r
     # The same cursor again while the run waits in the queue: the in-flight guard skips it.
     rewind_cursor(instance, "decision_sensor", None)
     daemon_tick(daemon_context, start + 30)
-    assert [r.run_id for r in runs_tagged(instance, "ct/decision_id", "dec-repeat")] == [run.run_id]
+    assert [r.run_id for r in runs_tagged(instance, DECISION_TAG, "dec-repeat")] == [run.run_id]
     assert "still in flight" in latest_tick().skip_reason
 
     # And once that run has ended (here: failed): the sensor asks again, the daemon finds the run key taken.
     instance.report_run_failed(instance.get_run_by_id(run.run_id))
     rewind_cursor(instance, "decision_sensor", None)
     daemon_tick(daemon_context, start + 60)
-    assert [r.run_id for r in runs_tagged(instance, "ct/decision_id", "dec-repeat")] == [run.run_id]
+    assert [r.run_id for r in runs_tagged(instance, DECISION_TAG, "dec-repeat")] == [run.run_id]
     assert latest_tick().run_keys == ["dec-repeat"] and latest_tick().run_ids == []  # requested, skipped by key
 
 
@@ -302,44 +317,70 @@ def test_trigger_sensors_firing_for_the_same_day_start_one_decision_run(
     report_day_evidence(instance, DAY)
     start = time.time()
     daemon_tick(daemon_context, start)
+    daemon_tick(daemon_context, start + 15)  # the request sensor may have ticked before the triggers asked
 
     (run,) = runs_tagged(instance, DECISION_DAY_TAG, DAY)
-    # Every trigger fired: one requested the decision, the three that ticked after it found it requested.
-    skipped = []
-    for name in ("drift_sensor", "performance_sensor", "label_sensor", "freshness_sensor"):
+    # Every trigger fired: those that ticked before the request sensor asked, the rest found the day's run.
+    asked = set()
+    for name, trigger in TRIGGERS.items():
         sensor = remote_sensor(daemon_context, name)
-        (tick,) = instance.get_ticks(sensor.get_remote_origin_id(), sensor.selector_id, limit=1)
-        if tick.run_ids:
-            assert tick.run_ids == [run.run_id]
+        ticks = instance.get_ticks(sensor.get_remote_origin_id(), sensor.selector_id)
+        assert all(tick.run_ids == [] for tick in ticks)  # a trigger only asks
+        reasons = " ".join(tick.skip_reason or "" for tick in ticks)
+        if f"asked decision_request_sensor for the decision of {DAY}" in reasons:
+            asked.add(trigger)
         else:
-            assert tick.skip_reason == f"decision already requested for {DAY}"
-            skipped.append(name)
-    assert len(skipped) == 3
+            assert f"decision already requested for {DAY}" in reasons, name
+    assert asked and set(run.tags[TRIGGER_TAG].split("+")) == asked  # the run names every trigger that asked
+    requester = remote_sensor(daemon_context, "decision_request_sensor")
+    assert [tick.run_ids for tick in instance.get_ticks(requester.get_remote_origin_id(), requester.selector_id)
+            if tick.run_ids] == [[run.run_id]]
 
     # More evidence for the same day later (a re-run drift report, now global): still one decision run.
     report_day_evidence(instance, DAY, scope="global")
     daemon_tick(daemon_context, start + 30)
+    daemon_tick(daemon_context, start + 45)
     assert [r.run_id for r in runs_tagged(instance, DECISION_DAY_TAG, DAY)] == [run.run_id]
     # The cron trigger for the same day stands down too.
     scheduled = daily_policy_schedule(dg.build_schedule_context(instance=instance))
     assert isinstance(scheduled, dg.SkipReason) and "already has a decision run" in scheduled.skip_message
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Race: a trigger sensor checks for a ct/decision_day run and then requests one; the run key "
-    "decision:<day> dedups only within one instigator. Two triggers evaluated at the same time (sensor "
-    "threads with `sensors: use_threads: true`, or a trigger sensor and daily_policy_schedule, which the "
-    "daemon ticks on separate threads) both request the day's decision. The second decision run is "
-    "wasted work, not a second model: evidence is read as of the day, so it records the same decision id, "
-    "and decision_sensor's run key (the decision id) starts one training run."))
-def test_trigger_sensors_evaluated_at_the_same_moment_start_one_decision_run(
+def test_triggers_and_the_schedule_evaluated_at_the_same_moment_start_one_decision_run(
         daemon_context: WorkspaceProcessContext) -> None:
     instance = daemon_context.instance
     report_day_evidence(instance, DAY)
-    sensors = (drift_sensor, freshness_sensor)
+    resources = {"settings": CTSettings()}
     results = evaluate_at_once([
-        lambda sensor=sensor: sensor(dg.build_sensor_context(instance=instance, resources={"settings": CTSettings()}))
-        for sensor in sensors])
-    for sensor, result in zip(sensors, results, strict=True):
-        submit_like_the_sensor_daemon(daemon_context, sensor.name, list(result.run_requests))
-    assert len(runs_tagged(instance, DECISION_DAY_TAG, DAY)) == 1
+        *(lambda sensor=sensor: sensor(dg.build_sensor_context(instance=instance, resources=resources))
+          for sensor in TRIGGER_SENSORS),
+        lambda: daily_policy_schedule(dg.build_schedule_context(instance=instance))])  # records its own ask
+    for result in results[:-1]:
+        assert result.run_requests == []  # a trigger only asks...
+        for event in result.asset_events:  # ...and the sensor daemon records the ask
+            instance.report_runless_asset_event(event)
+    assert "asked decision_request_sensor" in results[-1].skip_message
+
+    # ...and one sensor requests. The daemon never has two ticks of one sensor in flight; even so, ticks
+    # evaluated at once on the same cursor ask under one run key, which the daemon finds taken.
+    owner = evaluate_at_once([lambda: decision_request_sensor(dg.build_sensor_context(instance=instance))
+                              for _ in range(4)])
+    requests = [request for result in owner for request in result.run_requests]
+    assert len(requests) == 4 and {r.run_key for r in requests} == {f"decision:{DAY}"}
+    submit_like_the_sensor_daemon(daemon_context, "decision_request_sensor", requests)
+    (run,) = runs_tagged(instance, DECISION_DAY_TAG, DAY)
+    assert set(run.tags[TRIGGER_TAG].split("+")) == {"drift", "performance", "labels", "freshness", "schedule"}
+    assert "bootstrap" in run.tags[REASON_TAG] and "new labels" in run.tags[REASON_TAG]
+
+
+def test_sensors_ticked_on_the_daemons_threads_start_one_decision_run(
+        daemon_context: WorkspaceProcessContext) -> None:
+    """`sensors: use_threads: true`: every sensor of an iteration ticks at once on the daemon's pool."""
+    instance = daemon_context.instance
+    report_day_evidence(instance, DAY)
+    start = time.time()
+    for offset in (0, 15, 30):  # the request sensor may tick before, with or after the triggers
+        threaded_daemon_tick(daemon_context, start + offset)
+    (run,) = runs_tagged(instance, DECISION_DAY_TAG, DAY)
+    assert run.tags["dagster/sensor_name"] == "decision_request_sensor"
+    assert set(run.tags[TRIGGER_TAG].split("+")) <= {"drift", "performance", "labels", "freshness"}

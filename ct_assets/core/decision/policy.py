@@ -289,10 +289,21 @@ def rule_label_accumulation(evidence: Evidence, config: PolicyConfig) -> RuleFir
                       f">= {threshold}: update the model with them")
 
 
+def is_stale(model_age_days: float, config: PolicyConfig) -> bool:
+    """Whether a model whose data ends ``model_age_days`` days ago is older than the policy allows.
+
+    >>> from ct_assets.core.decision.policy_config import load_policy_config
+    >>> config = load_policy_config()
+    >>> is_stale(config.staleness.max_age_days, config), is_stale(config.staleness.max_age_days + 1, config)
+    (False, True)
+    """
+    return model_age_days > config.staleness.max_age_days
+
+
 def rule_staleness(evidence: Evidence, config: PolicyConfig) -> RuleFiring | None:
     """Production model older than the freshness policy allows -> at least fine-tune."""
     max_age = config.staleness.max_age_days
-    if evidence.production_model_age_days <= max_age:
+    if not is_stale(evidence.production_model_age_days, config):
         return None
     return RuleFiring("staleness", ACTION_FINE_TUNE,
                       f"production model is {_num(evidence.production_model_age_days)} days old "
@@ -451,6 +462,24 @@ CONSTRAINT_RULES: tuple[ConstraintRule, ...] = (
     rule_compute_budget,
     rule_human_approval,
 )
+
+# The fired rules that best say why a model was asked for, most telling first (run tags, the registry).
+TRIGGER_RULES: tuple[str, ...] = ("bootstrap", "drift_scope", "concept_drift", "falling_metric", "rising_complaints",
+                                  "staleness", "label_accumulation", "architecture_change", "technical_debt")
+
+
+def main_trigger(fired_rules: tuple[str, ...] | list[str]) -> str:
+    """The fired rule that best names why a candidate was asked for.
+
+    >>> main_trigger(["label_accumulation", "drift_scope", "labels_plentiful"])
+    'drift_scope'
+    >>> main_trigger(["rapid_rollback"]), main_trigger([])
+    ('rapid_rollback', 'policy')
+    """
+    for rule in TRIGGER_RULES:
+        if rule in fired_rules:
+            return rule
+    return fired_rules[0] if fired_rules else "policy"
 
 
 # --- shared evidence readings --------------------------------------------------------------------------

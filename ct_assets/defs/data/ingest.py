@@ -2,6 +2,7 @@
 
 
 from datetime import timedelta
+from functools import partial
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -17,6 +18,9 @@ from ct_assets.defs.partitions import days_partitions
 from ct_assets.defs.resources import DUCKDB_POOL, CTStorage
 
 OWNERS = ["team:data-platform"]
+# A landed day's file into its warehouse table: one partition per day, one warehouse writer at a time.
+ingest_asset = partial(dg.asset, partitions_def=days_partitions, group_name="ingest", kinds={"duckdb", "parquet"},
+                       owners=OWNERS, pool=DUCKDB_POOL)
 
 
 def _result(report: IngestReport, con, preview_sql: str) -> dg.MaterializeResult:
@@ -28,12 +32,7 @@ def _result(report: IngestReport, con, preview_sql: str) -> dg.MaterializeResult
     })
 
 
-@dg.asset(
-    partitions_def=days_partitions,
-    group_name="ingest",
-    kinds={"duckdb", "parquet"},
-    owners=OWNERS,
-    pool=DUCKDB_POOL,
+@ingest_asset(
     # The simulator lands a day every minute by default: stale after 10 minutes without one.
     freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=10),
                                                     warn_window=timedelta(minutes=5)),
@@ -48,13 +47,8 @@ def raw_events(context: dg.AssetExecutionContext, duckdb: DuckDBResource,
         return _result(report, con, "SELECT * FROM raw_events WHERE day = ? ORDER BY event_id LIMIT 5")
 
 
-@dg.asset(
-    partitions_def=days_partitions,
+@ingest_asset(
     deps=[raw_events],
-    group_name="ingest",
-    kinds={"duckdb", "parquet"},
-    owners=OWNERS,
-    pool=DUCKDB_POOL,
     description="Labels (fraud chargebacks) that arrived on this day for earlier orders, joined to "
                 "`raw_events` by id. Unknown ids and repeat deliveries are quarantined. Metadata shows the "
                 "label coverage of the last 7 event days.",
@@ -72,12 +66,7 @@ def labels(context: dg.AssetExecutionContext, duckdb: DuckDBResource, storage: C
     })
 
 
-@dg.asset(
-    partitions_def=days_partitions,
-    group_name="ingest",
-    kinds={"duckdb", "parquet"},
-    owners=OWNERS,
-    pool=DUCKDB_POOL,
+@ingest_asset(
     description="The day's customer complaint count and order count (complaints.parquet).",
 )
 def complaints(context: dg.AssetExecutionContext, duckdb: DuckDBResource,

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from ct_assets.core.data.ingest import scan_landing
+from ct_assets.defs.automation import running_sensor
 from ct_assets.defs.data.features import features
 from ct_assets.defs.data.ingest import complaints, labels, raw_events
 from ct_assets.defs.monitoring.assets import (
@@ -13,18 +14,17 @@ from ct_assets.defs.monitoring.assets import (
 from ct_assets.defs.partitions import days_partitions
 from ct_assets.defs.release.production import rollout_monitor
 from ct_assets.defs.resources import CTSettings, CTStorage
+from ct_assets.defs.tags import TRIGGER_TAG
 from ct_assets.defs.training.online import online_model
 
 DAY_ASSETS = (raw_events, labels, complaints, features, drift_report, concept_drift, complaint_report,
               rollout_monitor)
 
 
-@dg.sensor(
+@running_sensor(
     # One run per landed day carries it through monitoring; blocking checks stop the run early on
     # bad data. The trigger sensors then decide whether the day needs a training decision.
     target=[*DAY_ASSETS, online_model],
-    minimum_interval_seconds=10,
-    default_status=dg.DefaultSensorStatus.RUNNING,
     description="Adds a partition for each new complete day folder in data/landing/ and runs that day "
                 "through ingest, features, monitoring and the rollout monitor (plus the online update "
                 "when online mode is on).",
@@ -45,7 +45,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, storage: CTStorage,
     selection = [a.key for a in DAY_ASSETS] + ([online_model.key] if settings.online_enabled else [])
     return dg.SensorResult(
         run_requests=[dg.RunRequest(partition_key=day, run_key=f"landed:{day}", asset_selection=selection,
-                                    tags={"ct/trigger": "landing"}) for day in new_days],
+                                    tags={TRIGGER_TAG: "landing"}) for day in new_days],
         dynamic_partitions_requests=[days_partitions.build_add_request(new_days)],
         cursor=max([*new_days, context.cursor or ""]),
     )

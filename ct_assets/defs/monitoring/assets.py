@@ -1,6 +1,7 @@
 """Monitoring assets: the day's data drift, the serving model's concept drift, and complaints."""
 
 import base64
+from functools import partial
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -19,15 +20,14 @@ from ct_assets.defs.data.ingest import complaints, labels
 from ct_assets.defs.partitions import days_partitions
 from ct_assets.defs.resources import DUCKDB_POOL, CTSettings, CTStorage
 
+# A day's monitoring: one partition per day, run once its inputs' blocking checks pass.
+monitoring_asset = partial(dg.asset, partitions_def=days_partitions, group_name="monitoring",
+                           owners=["team:ml-platform"], pool=DUCKDB_POOL, automation_condition=eager_after_checks())
 
-@dg.asset(
-    partitions_def=days_partitions,
+
+@monitoring_asset(
     deps=[features],
-    group_name="monitoring",
     kinds={"duckdb", "scipy", "pytorch"},
-    owners=["team:ml-platform"],
-    pool=DUCKDB_POOL,
-    automation_condition=eager_after_checks(),
     description="Data drift of the day's features vs the reference window (the production model's "
                 "training window; the first days before any model): KS / chi-squared with FDR "
                 "correction and effect sizes, unseen categories, a bounded MMD test, prediction drift, "
@@ -58,14 +58,9 @@ def drift_report(context: dg.AssetExecutionContext, duckdb: DuckDBResource, stor
     })
 
 
-@dg.asset(
-    partitions_def=days_partitions,
+@monitoring_asset(
     deps=[features, labels, drift_report],
-    group_name="monitoring",
     kinds={"duckdb", "numpy"},
-    owners=["team:ml-platform"],
-    pool=DUCKDB_POOL,
-    automation_condition=eager_after_checks(),
     description="Concept drift of the serving model: its AUC / log-loss / error rate on labels that "
                 "arrived in the last days vs on its own holdout, with bootstrap confidence intervals, and "
                 "whether the change goes beyond covariate drift (P(y|X) moved, not only P(X)). Rows in "
@@ -88,14 +83,9 @@ def concept_drift(context: dg.AssetExecutionContext, duckdb: DuckDBResource,
     })
 
 
-@dg.asset(
-    partitions_def=days_partitions,
+@monitoring_asset(
     deps=[complaints],
-    group_name="monitoring",
     kinds={"duckdb", "scipy"},
-    owners=["team:ml-platform"],
-    pool=DUCKDB_POOL,
-    automation_condition=eager_after_checks(),
     description="The day's complaint rate against the preceding baseline days (exact Poisson rate "
                 "test with orders as exposure): an alert when complaints rise. Rows in `complaint_results`.",
 )

@@ -21,11 +21,9 @@ from ct_assets.defs.data.ingest import labels
 from ct_assets.defs.monitoring.assets import complaint_report
 from ct_assets.defs.partitions import days_partitions
 from ct_assets.defs.resources import DUCKDB_POOL, CTSettings, CTStorage
-from ct_assets.defs.training.candidates import APPROVAL_TAG, CANDIDATE_ASSETS, TRIGGER_TAG
+from ct_assets.defs.tags import ACTION_TAG, APPROVAL_TAG, REASON_TAG, ROLLBACK_MODEL_TAG, TRIGGER_TAG
+from ct_assets.defs.training.candidates import CANDIDATE_ASSETS
 
-ACTION_TAG = "ct/action"  # "rollback" makes production_model restore the previous model
-ROLLBACK_MODEL_TAG = "ct/rollback_model_id"  # the model a rollback verdict judged: only it may be rolled back
-REASON_TAG = "ct/reason"
 OWNERS = ["team:ml-platform"]
 
 

@@ -2,20 +2,14 @@
 
 import dagster as dg
 
+from ct_assets.defs.automation import running_sensor
 from ct_assets.defs.event_log import new_materializations
-from ct_assets.defs.release.production import (
-    ACTION_TAG,
-    REASON_TAG,
-    ROLLBACK_MODEL_TAG,
-    production_model,
-    rollout_monitor,
-)
+from ct_assets.defs.release.production import production_model, rollout_monitor
+from ct_assets.defs.tags import ACTION_TAG, MAX_REASON_CHARS, REASON_TAG, ROLLBACK_MODEL_TAG
 
 
-@dg.sensor(
+@running_sensor(
     target=[production_model],
-    minimum_interval_seconds=10,
-    default_status=dg.DefaultSensorStatus.RUNNING,
     description="Rolls back automatically: when `rollout_monitor` finds the newly promoted model worse than "
                 "the previous one (live metric or complaints), requests `production_model` with "
                 "ct/action=rollback, which restores the previous model and alerts.",
@@ -29,5 +23,5 @@ def rollback_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     return dg.SensorResult(run_requests=[dg.RunRequest(
         run_key=f"rollback:{meta['rollout_id']}",
         asset_selection=[production_model.key],
-        tags={ACTION_TAG: "rollback", REASON_TAG: str(meta.get("reason", ""))[:1000],
+        tags={ACTION_TAG: "rollback", REASON_TAG: str(meta.get("reason", ""))[:MAX_REASON_CHARS],
               ROLLBACK_MODEL_TAG: str(meta.get("model_id", ""))})], cursor=cursor)
