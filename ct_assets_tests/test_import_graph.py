@@ -91,3 +91,47 @@ def test_ct_assets_has_no_import_cycles():
     graph = import_graph()
     assert "ct_assets.core.backtest.engine" in graph
     assert cycles(graph) == []
+
+
+def bound_names(tree: ast.Module) -> tuple[set[str], set[str]]:
+    """(names a module defines, names it only imports) at any depth of its body."""
+    defined: set[str] = set()
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            defined.update(n.id for target in targets for n in ast.walk(target) if isinstance(n, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            imported.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    return defined, imported - defined
+
+
+def re_exported_imports(roots: list[Path]) -> list[str]:
+    """``from ct_assets.x import name`` where module ``x`` only imports ``name`` from elsewhere.
+
+    Such an import works by accident and hides where ``name`` lives: import it from its home.
+    """
+    paths = {module_name(path): path for path in PACKAGE_ROOT.rglob("*.py")}
+    bound = {name: bound_names(ast.parse(path.read_text())) for name, path in paths.items()}
+    found = []
+    for root in roots:
+        for path in sorted(root.rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not (isinstance(node, ast.ImportFrom) and node.module in bound):
+                    continue
+                only_imported = bound[node.module][1]
+                found.extend(f"{path.name}:{node.lineno}: {alias.name} from {node.module}" for alias in node.names
+                             if alias.name in only_imported and f"{node.module}.{alias.name}" not in paths)
+    return found
+
+
+def test_the_re_export_finder_finds_an_imported_name(tmp_path: Path):
+    (tmp_path / "user.py").write_text("from ct_assets.core.backtest.replay import GateResult\n")
+    assert re_exported_imports([tmp_path]) == ["user.py:1: GateResult from ct_assets.core.backtest.replay"]
+
+
+def test_every_name_is_imported_from_the_module_that_defines_it():
+    tests = Path(__file__).resolve().parent
+    assert re_exported_imports([PACKAGE_ROOT, tests, tests.parent / "benchmarks", tests.parent / "scripts"]) == []

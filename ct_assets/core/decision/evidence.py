@@ -26,9 +26,15 @@ why a signal was silent. Real ids use plain keys (``drift_report_id``, ``product
 
 Example
 -------
->>> evidence = gather_evidence(con, "2024-03-14", load_policy_config())  # doctest: +SKIP
->>> evidence.drift_scope, evidence.evidence_ids["drift_report_id"]  # doctest: +SKIP
-('local', '5f0c...')
+A warehouse without any tables yet gives neutral evidence, and each silent signal says why:
+
+>>> import duckdb
+>>> from ct_assets.core.decision.policy_config import load_policy_config
+>>> evidence = gather_evidence(duckdb.connect(), "2024-03-14", load_policy_config())
+>>> evidence.drift_scope, evidence.production_model_exists
+('none', False)
+>>> evidence.evidence_ids["note:drift"]
+'no drift report for 2024-03-14: drift treated as none'
 """
 
 from __future__ import annotations

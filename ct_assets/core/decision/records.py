@@ -10,9 +10,19 @@ is a different decision with its own row; earlier rows are kept, because models 
 
 Example
 -------
->>> evidence = gather_evidence(con, "2024-03-14", config)  # doctest: +SKIP
->>> record = record_decision(con, "2024-03-14", decide(evidence, config), evidence)  # doctest: +SKIP
->>> set_decision_outcome(con, record.decision_id, "m-0123456789ab")  # doctest: +SKIP
+On an empty warehouse the policy wants a first model but has no labels to train it on yet:
+
+>>> import duckdb
+>>> from ct_assets.core.decision.evidence import gather_evidence
+>>> from ct_assets.core.decision.policy import decide
+>>> from ct_assets.core.decision.policy_config import load_policy_config
+>>> con, config = duckdb.connect(), load_policy_config()
+>>> evidence = gather_evidence(con, "2024-03-14", config)
+>>> record = record_decision(con, "2024-03-14", decide(evidence, config), evidence)
+>>> record.action, record.wanted_action, record.fired_rules
+('none', 'retrain', ('bootstrap', 'labels_scarce'))
+>>> set_decision_outcome(con, record.decision_id, "no action").outcome
+'no action'
 """
 
 from __future__ import annotations

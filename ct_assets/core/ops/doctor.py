@@ -42,6 +42,7 @@ import duckdb
 from ct_assets.core.common import has_table
 from ct_assets.core.data.ingest import scan_landing
 from ct_assets.core.data.layout import SNAPSHOT_NAME, DataLayout
+from ct_assets.core.release.lineup import recorded_blocking_failures
 from ct_assets.core.release.registry import ModelRecord, get_production, list_models
 from ct_assets.core.training.artifacts import load_model, read_manifest
 
@@ -315,7 +316,7 @@ def _check_states(con: duckdb.DuckDBPyConnection) -> list[Problem]:
         if record.status == "rejected" and record.model_id not in served | rejected_by_action:
             problems.append(Problem("impossible_status",
                                     f"{record.model_id} is rejected but was neither rejected nor rolled back"))
-        failed = [g.get("name") for g in record.gate_results if g.get("severity") == "error" and not g.get("passed")]
+        failed = recorded_blocking_failures(record.gate_results)
         if record.status in ("staging", "pending_approval") and failed:
             problems.append(Problem("failed_gates_not_rejected",
                                     f"{record.model_id} is {record.status} with failed gates {failed} (interrupted "

@@ -19,6 +19,7 @@ import duckdb
 from ct_assets.core.common import utc_now
 from ct_assets.core.ops.alerts import Notifier, raise_alert
 from ct_assets.core.ops.faults import PROMOTE_INSIDE_SWAP, pause_point
+from ct_assets.core.release.lineup import recorded_blocking_failures
 from ct_assets.core.release.registry import (
     Deployment,
     ModelRecord,
@@ -110,7 +111,7 @@ def failed_gates(record: ModelRecord) -> list[str]:
     """Names of the error-severity gates the model failed; ['not evaluated'] when it has none."""
     if not record.gate_results:
         return ["not evaluated"]
-    return [g["name"] for g in record.gate_results if g.get("severity") == "error" and not g.get("passed")]
+    return recorded_blocking_failures(record.gate_results)
 
 
 def _start_rollout_after(con: duckdb.DuckDBPyConnection, deployment: Deployment | None, record: ModelRecord,

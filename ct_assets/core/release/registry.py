@@ -23,7 +23,7 @@ Status = Literal["staging", "production", "retired", "rejected", "pending_approv
 STATUSES: tuple[str, ...] = ("staging", "production", "retired", "rejected", "pending_approval")
 # "online": an in-place update of the production model from one newly labelled batch.
 TRAINING_PATHS: tuple[str, ...] = ("retrain", "fine_tune", "online")
-ACTIONS: tuple[str, ...] = ("promote", "rollback", "reject")
+DEPLOYMENT_ACTIONS: tuple[str, ...] = ("promote", "rollback", "reject")
 
 _REGISTRY_DDL = f"""
 CREATE TABLE IF NOT EXISTS model_registry (
@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS deployments (
     deployment_id BIGINT PRIMARY KEY,
     model_id VARCHAR NOT NULL,
     previous_model_id VARCHAR,
-    action VARCHAR NOT NULL CHECK (action IN ({", ".join(repr(a) for a in ACTIONS)})),
+    action VARCHAR NOT NULL CHECK (action IN ({", ".join(repr(a) for a in DEPLOYMENT_ACTIONS)})),
     actor VARCHAR NOT NULL,
     reason VARCHAR NOT NULL,
     acted_at TIMESTAMP NOT NULL

@@ -77,8 +77,18 @@ def build_drift_report(
     Scores (the production model's P(is_fraud), aligned with the rows) enable the prediction and
     uncertainty drift tests; pass both or neither.
 
-    >>> report = build_drift_report(reference_features, today_features, DriftConfig())  # doctest: +SKIP
-    >>> report.scope, report.severity_level, report.affected_segments  # doctest: +SKIP
+    A shift of ``amount`` in one region only is local to that region:
+
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> def orders(n: int, south_shift: float) -> pd.DataFrame:
+    ...     region = np.where(np.arange(n) % 2 == 0, "south", "north")
+    ...     amount = rng.normal(0, 1, n) + np.where(region == "south", south_shift, 0.0)
+    ...     return pd.DataFrame({"amount": amount, "channel": rng.choice(["web", "app"], n), "region": region})
+    >>> config = DriftConfig(numeric_features=("amount",), categorical_features=("channel",),
+    ...                      segment_columns=("region",), excluded_features=(), multivariate=False)
+    >>> report = build_drift_report(orders(4000, 0.0), orders(4000, 1.0), config)
+    >>> report.scope, report.severity_level, report.affected_segments
     ('local', 'medium', ('region=south',))
     """
     started = time.perf_counter()
