@@ -191,7 +191,7 @@ def _batching(words: Sequence[str]) -> tuple[str, int | None]:
 
 
 FILE_ONLY_OPTIONS = ("timestamp_column", "label_column", "positive_label", "batch_by", "numeric", "categorical",
-                     "protected", "segments", "warmup_batches")
+                     "protected", "segments", "change_at", "warmup_batches")
 
 
 def _file_stream(args: argparse.Namespace):
@@ -208,8 +208,8 @@ def _file_stream(args: argparse.Namespace):
             Path(args.file), timestamp_column=args.timestamp_column, label_column=args.label_column,
             positive_label=args.positive_label, batch_by=batch_by, batch_rows=batch_rows,
             numeric=_names(args.numeric), categorical=_names(args.categorical), protected_column=args.protected,
-            segment_columns=_names(args.segments) or (), seed=args.seed, label_delay=args.label_delay,
-            warmup_batches=2 if args.warmup_batches is None else args.warmup_batches)
+            segment_columns=_names(args.segments) or (), change_times=_names(args.change_at) or (), seed=args.seed,
+            label_delay=args.label_delay, warmup_batches=2 if args.warmup_batches is None else args.warmup_batches)
     except FileNotFoundError as exc:
         raise ValueError(str(exc)) from None
     print(f"{args.file}: {stream.spec.description}\n{roles.describe()}\n")
@@ -368,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--categorical", help="--file: comma-separated categorical features (default: detected)")
     backtest.add_argument("--protected", help="--file: the fairness gate's group column (never a model input)")
     backtest.add_argument("--segments", help="--file: comma-separated columns drift localisation splits by")
+    backtest.add_argument("--change-at", metavar="TIME[,TIME]",
+                          help="--file: when known changes began (dates or times); recovery and false-trigger "
+                               "targets are measured from them")
     backtest.add_argument("--warmup-batches", type=int,
                           help="--file: batches that train the first model (default 2)")
     backtest.add_argument("--strategies", default="",

@@ -323,6 +323,14 @@ def test_adapter_label_mapping_variants() -> None:
     assert len(adapt(shifted).batches[0]) == 2
 
 
+def test_adapter_change_times_name_the_first_batch_at_or_after_them() -> None:
+    # Day batches start 01-28 07:00, 01-29 09:00, 01-30 08:00, 02-04 23:59, 02-05 00:01, 02-07 10:00.
+    assert adapt(history_table(), change_times=("2024-02-05",)).spec.change_points == (4,)
+    assert adapt(history_table(), change_points=(2,), change_times=("2024-02-04 12:00",)).spec.change_points == (2, 3)
+    with pytest.raises(ValueError, match="not after the first batch"):
+        adapt(history_table(), change_times=("2024-01-01",))
+
+
 def test_adapter_reads_labels_without_or_with_a_positive_label() -> None:
     table = history_table().dropna(subset=["outcome"])
     zero_one = table.assign(outcome=(table.outcome == "fraud").astype(int))

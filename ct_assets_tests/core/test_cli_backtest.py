@@ -47,12 +47,13 @@ def test_file_backtest_detects_columns_runs_and_stores(data_dir: Path, suffix: s
     table.to_csv(path, index=False) if suffix == ".csv" else table.to_parquet(path, index=False)
     database = data_dir / "results.duckdb"
     assert backtest(path, "--positive-label", "fraud", "--strategies", "never,always_retrain",
-                    "--db", str(database)) == 0
+                    "--change-at", "2024-03-04", "--db", str(database)) == 0
     out = capsys.readouterr().out
     assert "600 rows in 6 day batches" in out
     assert "numeric features: amount (detected), score (detected)" in out
     assert "categorical features: region (detected)" in out
     assert "excluded order_id: looks like an id" in out and "excluded note: high-cardinality text" in out
+    assert "orders, label delay 0, 6 batches, change points [3]" in out  # the rule flips on day 3
     assert "| always_retrain |" in out and "| never " in out
     with duckdb.connect(str(database), read_only=True) as con:
         runs = con.execute("SELECT stream_name, strategy FROM backtest_runs ORDER BY strategy").fetchall()
@@ -128,6 +129,8 @@ def _write(path: Path, table: pd.DataFrame | str) -> Path:
     (lambda d: _write(d / "h.csv", drifting_history()), ("--positive-label", "fraud", "--batch-by", "week",
                                                          "--warmup-batches", "2"),
      "2 batches, a backtest needs at least 3"),
+    (lambda d: _write(d / "h.csv", drifting_history()), ("--positive-label", "fraud", "--change-at", "2030-01-01"),
+     "change time '2030-01-01' is after the start of the last batch"),
     (lambda d: _write(d / "h.csv", drifting_history()), ("--positive-label", "fraud", "--batch-by", "rows"),
      "--batch-by takes"),
     (lambda d: _write(d / "h.csv", ""), (), "no data rows"),

@@ -101,11 +101,27 @@ def _categorical(values: pd.Series) -> pd.Series:
     return values.astype(str).astype(object).where(values.notna(), None)
 
 
+def _with_change_times(change_points: Sequence[int], change_times: Sequence[str],
+                        batches: Sequence[pd.DataFrame], timestamp_column: str) -> tuple[int, ...]:
+    """``change_points`` plus, per change time, the first batch (after the first) starting at or after it."""
+    starts = [batch[timestamp_column].iloc[0] for batch in batches]
+    points = set(change_points)
+    for text in change_times:
+        when = _parse_timestamps(pd.Series([text]), "change time").iloc[0]
+        if when <= starts[0]:
+            raise ValueError(f"change time {text!r} is not after the first batch's start ({starts[0]})")
+        later = [index for index, start in enumerate(starts) if index > 0 and start >= when]
+        if not later:
+            raise ValueError(f"change time {text!r} is after the start of the last batch ({starts[-1]})")
+        points.add(later[0])
+    return tuple(sorted(points))
+
+
 def stream_from_table(table: pd.DataFrame, *, name: str, timestamp_column: str, label_column: str,
                       numeric_features: Sequence[str], categorical_features: Sequence[str] = (),
                       segment_columns: Sequence[str] = (), protected_column: str | None = None,
                       batch_by: str = "day", batch_rows: int | None = None, positive_label: object | None = None,
-                      change_points: Sequence[int] = ()) -> Stream:
+                      change_points: Sequence[int] = (), change_times: Sequence[str] = ()) -> Stream:
     """A stream of ``table``'s rows in time order, one batch per ``batch_by`` period (or ``batch_rows`` rows).
 
     Each batch keeps the timestamp column, the features, the segment and protected columns, and
@@ -113,7 +129,8 @@ def stream_from_table(table: pd.DataFrame, *, name: str, timestamp_column: str, 
     without ``positive_label`` the label must be 0/1 or true/false. A string ``positive_label`` is read
     as the label column's type (``"1"`` matches 1, ``"true"`` matches True).
     Numeric features become floats, categorical and segment columns strings. With ``batch_by="rows"``
-    the last batch may be smaller. Raises ValueError for missing columns, unparseable timestamps, a
+    the last batch may be smaller. ``change_times`` (dates or times, when known changes began) add the
+    index of the first batch that starts at or after each to ``change_points``. Raises ValueError for missing columns, unparseable timestamps, a
     label with a single value, a label of other values without ``positive_label``, or fewer than two batches.
     """
     if batch_by not in BATCH_BY:
@@ -167,7 +184,8 @@ def stream_from_table(table: pd.DataFrame, *, name: str, timestamp_column: str, 
         logger.info("stream %s: %s", name, description)
     spec = StreamSpec(name=name, numeric_features=numeric_features, categorical_features=categorical_features,
                       segment_columns=segment_columns, protected_column=protected_column,
-                      change_points=tuple(change_points), description=description)
+                      change_points=_with_change_times(change_points, change_times, batches, timestamp_column),
+                      description=description)
     return Stream(spec, batches)
 
 

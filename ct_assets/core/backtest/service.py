@@ -60,8 +60,8 @@ def stream_config(stream: Stream, seed: int = 0, label_delay: int = 0, warmup_ba
 def prepare_file(path: Path, *, timestamp_column: str, label_column: str, positive_label: object | None = None,
                  batch_by: str = "day", batch_rows: int | None = None, numeric: Sequence[str] | None = None,
                  categorical: Sequence[str] | None = None, protected_column: str | None = None,
-                 segment_columns: Sequence[str] = (), seed: int = 0, label_delay: int = 0,
-                 warmup_batches: int = 2) -> tuple[Stream, BacktestConfig, ColumnRoles]:
+                 segment_columns: Sequence[str] = (), change_times: Sequence[str] = (), seed: int = 0,
+                 label_delay: int = 0, warmup_batches: int = 2) -> tuple[Stream, BacktestConfig, ColumnRoles]:
     """A history file (CSV or Parquet) as a stream named after the file, its settings and its column roles.
 
     Inputs not given are detected (``columns.detect_columns``). Raises FileNotFoundError for a missing
@@ -75,7 +75,8 @@ def prepare_file(path: Path, *, timestamp_column: str, label_column: str, positi
     stream = stream_from_table(table, name=path.stem, timestamp_column=timestamp_column, label_column=label_column,
                                numeric_features=roles.numeric, categorical_features=roles.categorical,
                                segment_columns=tuple(segment_columns), protected_column=protected_column,
-                               batch_by=batch_by, batch_rows=batch_rows, positive_label=positive_label)
+                               batch_by=batch_by, batch_rows=batch_rows, positive_label=positive_label,
+                               change_times=change_times)
     return stream, stream_config(stream, seed, label_delay, warmup_batches), roles
 
 
