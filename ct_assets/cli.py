@@ -25,6 +25,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ct_assets.cli_backtest import add_backtest_parser
 from ct_assets.core.data.layout import DataLayout
 
 # After 13 stable days: a regional promotion (fine-tune), a passing market shift (an update, then a
@@ -176,75 +177,13 @@ def _live_connection():
             time.sleep(0.5)
 
 
-def _names(text: str | None) -> tuple[str, ...] | None:
-    """A comma-separated option as names; None when the option was not given."""
-    return None if text is None else tuple(name.strip() for name in text.split(",") if name.strip())
-
-
-def _batching(words: Sequence[str]) -> tuple[str, int | None]:
-    """``--batch-by day|week|month`` or ``--batch-by rows N`` as (batch_by, batch_rows)."""
-    if len(words) == 2 and words[0] == "rows" and words[1].isdigit():
-        return "rows", int(words[1])
-    if len(words) == 1 and words[0] in ("day", "week", "month"):
-        return words[0], None
-    raise ValueError(f"--batch-by takes day, week, month or 'rows N', got {' '.join(words)!r}")
-
-
-FILE_ONLY_OPTIONS = ("timestamp_column", "label_column", "positive_label", "batch_by", "numeric", "categorical",
-                     "protected", "segments", "change_at", "warmup_batches")
-
-
-def _file_stream(args: argparse.Namespace):
-    """The --file stream and its settings; prints which columns are inputs and why the others are not."""
-    from ct_assets.core.backtest.service import prepare_file
-
-    if not (args.timestamp_column and args.label_column):
-        raise ValueError("--file needs --timestamp-column and --label-column")
-    if args.quick:
-        raise ValueError("--quick shrinks catalog streams only; give a smaller file instead")
-    batch_by, batch_rows = _batching(args.batch_by or ["day"])
-    try:
-        stream, config, roles = prepare_file(
-            Path(args.file), timestamp_column=args.timestamp_column, label_column=args.label_column,
-            positive_label=args.positive_label, batch_by=batch_by, batch_rows=batch_rows,
-            numeric=_names(args.numeric), categorical=_names(args.categorical), protected_column=args.protected,
-            segment_columns=_names(args.segments) or (), change_times=_names(args.change_at) or (), seed=args.seed,
-            label_delay=args.label_delay, warmup_batches=2 if args.warmup_batches is None else args.warmup_batches)
-    except FileNotFoundError as exc:
-        raise ValueError(str(exc)) from None
-    print(f"{args.file}: {stream.spec.description}\n{roles.describe()}\n")
-    return stream, config
-
-
 def cmd_backtest(args: argparse.Namespace) -> int:
     import duckdb
 
-    from ct_assets.core.backtest.catalog import strategy_table
-    from ct_assets.core.backtest.service import (
-        run_named_backtest,
-        run_stream_backtest,
-        store_backtest,
-        target_checks,
-    )
-    from ct_assets.core.decision.policy_config import DEFAULT_POLICY_PATH, load_policy_config
+    from ct_assets.cli_backtest import run_and_print
+    from ct_assets.core.backtest.service import store_backtest
 
-    strategies = _names(args.strategies) or ()
-    if args.file:
-        stream, config = _file_stream(args)
-        result = run_stream_backtest(stream, config, load_policy_config(args.policy or DEFAULT_POLICY_PATH),
-                                     strategies)
-    else:
-        given = [f"--{name.replace('_', '-')}" for name in FILE_ONLY_OPTIONS if getattr(args, name) is not None]
-        if given:
-            raise ValueError(f"{', '.join(given)} only apply to --file (built-in streams keep their settings)")
-        result = run_named_backtest(args.stream or "simulator", load_policy_config(args.policy or DEFAULT_POLICY_PATH),
-                                    strategies, args.label_delay, args.seed, args.quick)
-    print(f"backtest {result.run_id}: {result.stream_name}, label delay {result.label_delay}, "
-          f"{result.n_batches} batches, change points {list(result.change_points)}\n")
-    print(strategy_table(result), "\n")
-    for check in target_checks(result):
-        value = "n/a" if check.value is None else f"{check.value:.4g}"
-        print(f"{'met ' if check.met else 'MISS'} {check.target}: {value} (threshold {check.threshold:g}) {check.detail}")
+    result = run_and_print(args)
     # Results go to the live warehouse (the analyst snapshot then carries them) unless --db names a file.
     with (duckdb.connect(args.db) if args.db else _live_connection()) as con:
         plot = store_backtest(con, result, _layout().backtest_dir)
@@ -352,36 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--by", required=True)
     rollback.add_argument("--reason", required=True)
     rollback.set_defaults(func=cmd_rollback)
-    backtest = sub.add_parser("backtest", help="replay a stream (built-in or your own file) through every "
-                                                "retraining strategy")
-    source = backtest.add_mutually_exclusive_group()
-    source.add_argument("--stream", help="a built-in stream (default simulator): simulator | sea_abrupt | "
-                                         "sea_gradual | hyperplane_* | stagger_* | agrawal_* | employment_ma")
-    source.add_argument("--file", help="your own history: a CSV or Parquet file of timestamped, labelled rows")
-    backtest.add_argument("--timestamp-column", help="--file: the column of row times (batches are cut by it)")
-    backtest.add_argument("--label-column", help="--file: the column of outcomes")
-    backtest.add_argument("--positive-label", help="--file: the label value that counts as 1 (all others 0); "
-                                                   "needed unless the label is 0/1 or true/false")
-    backtest.add_argument("--batch-by", nargs="+", metavar="day|week|month|rows N",
-                          help="--file: one batch per day (default), ISO week, month, or every N rows")
-    backtest.add_argument("--numeric", help="--file: comma-separated numeric features (default: detected)")
-    backtest.add_argument("--categorical", help="--file: comma-separated categorical features (default: detected)")
-    backtest.add_argument("--protected", help="--file: the fairness gate's group column (never a model input)")
-    backtest.add_argument("--segments", help="--file: comma-separated columns drift localisation splits by")
-    backtest.add_argument("--change-at", metavar="TIME[,TIME]",
-                          help="--file: when known changes began (dates or times); recovery and false-trigger "
-                               "targets are measured from them")
-    backtest.add_argument("--warmup-batches", type=int,
-                          help="--file: batches that train the first model (default 2)")
-    backtest.add_argument("--strategies", default="",
-                          help="comma-separated subset of never,periodic,always_retrain,always_finetune,"
-                               "drift_retrain,ct_policy,online (default: all)")
-    backtest.add_argument("--label-delay", type=int, default=0, help="batches until a batch's labels arrive")
-    backtest.add_argument("--seed", type=int, default=0)
-    backtest.add_argument("--quick", action="store_true", help="a small version of the built-in stream")
-    backtest.add_argument("--policy", help="policy file to test (default: ct_assets/policy.toml)")
-    backtest.add_argument("--db", help="DuckDB file for the results (default: the live warehouse)")
-    backtest.set_defaults(func=cmd_backtest)
+    add_backtest_parser(sub).set_defaults(func=cmd_backtest)
     doctor = sub.add_parser("doctor", help="check registry, artifacts, snapshot and warehouse invariants")
     doctor.add_argument("--data-dir", help="data directory (default: CT_DATA_DIR or ./data)")
     doctor.add_argument("--database", help="warehouse file (default: <data-dir>/warehouse.duckdb, "
