@@ -7,6 +7,8 @@
     ct approve MODEL_ID --by NAME --reason TEXT [--override-failed-gates]
     ct reject MODEL_ID --by NAME --reason TEXT
     ct rollback --by NAME --reason TEXT
+    ct backtest --stream NAME | --file PATH --timestamp-column COL --label-column COL [...]
+                            replay a stream through every retraining strategy
     ct doctor [--data-dir DIR] [--repair]   check crash/consistency invariants (exit 1 on errors)
 
 Paths come from CT_DATA_DIR (default ./data); the stream from CT_SCENARIO (a timeline such as
@@ -23,6 +25,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ct_assets.cli_backtest import add_backtest_parser
 from ct_assets.core.data.layout import DataLayout
 
 # After 13 stable days: a regional promotion (fine-tune), a passing market shift (an update, then a
@@ -177,23 +180,10 @@ def _live_connection():
 def cmd_backtest(args: argparse.Namespace) -> int:
     import duckdb
 
-    from ct_assets.core.backtest.catalog import strategy_table
-    from ct_assets.core.backtest.service import (
-        run_named_backtest,
-        store_backtest,
-        target_checks,
-    )
-    from ct_assets.core.decision.policy_config import DEFAULT_POLICY_PATH, load_policy_config
+    from ct_assets.cli_backtest import run_and_print
+    from ct_assets.core.backtest.service import store_backtest
 
-    strategies = tuple(s for s in args.strategies.split(",") if s) if args.strategies else ()
-    policy = load_policy_config(args.policy or DEFAULT_POLICY_PATH)
-    result = run_named_backtest(args.stream, policy, strategies, args.label_delay, args.seed, args.quick)
-    print(f"backtest {result.run_id}: {result.stream_name}, label delay {result.label_delay}, "
-          f"{result.n_batches} batches, change points {list(result.change_points)}\n")
-    print(strategy_table(result), "\n")
-    for check in target_checks(result):
-        value = "n/a" if check.value is None else f"{check.value:.4g}"
-        print(f"{'met ' if check.met else 'MISS'} {check.target}: {value} (threshold {check.threshold:g}) {check.detail}")
+    result = run_and_print(args)
     # Results go to the live warehouse (the analyst snapshot then carries them) unless --db names a file.
     with (duckdb.connect(args.db) if args.db else _live_connection()) as con:
         plot = store_backtest(con, result, _layout().backtest_dir)
@@ -301,19 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--by", required=True)
     rollback.add_argument("--reason", required=True)
     rollback.set_defaults(func=cmd_rollback)
-    backtest = sub.add_parser("backtest", help="replay a stream through every retraining strategy")
-    backtest.add_argument("--stream", default="simulator",
-                          help="simulator | sea_abrupt | sea_gradual | hyperplane_* | stagger_* | agrawal_* | "
-                               "employment_ma")
-    backtest.add_argument("--strategies", default="",
-                          help="comma-separated subset of never,periodic,always_retrain,always_finetune,"
-                               "drift_retrain,ct_policy,online (default: all)")
-    backtest.add_argument("--label-delay", type=int, default=0, help="batches until a batch's labels arrive")
-    backtest.add_argument("--seed", type=int, default=0)
-    backtest.add_argument("--quick", action="store_true", help="a small version of the stream")
-    backtest.add_argument("--policy", help="policy file to test (default: ct_assets/policy.toml)")
-    backtest.add_argument("--db", help="DuckDB file for the results (default: the live warehouse)")
-    backtest.set_defaults(func=cmd_backtest)
+    add_backtest_parser(sub).set_defaults(func=cmd_backtest)
     doctor = sub.add_parser("doctor", help="check registry, artifacts, snapshot and warehouse invariants")
     doctor.add_argument("--data-dir", help="data directory (default: CT_DATA_DIR or ./data)")
     doctor.add_argument("--database", help="warehouse file (default: <data-dir>/warehouse.duckdb, "

@@ -323,12 +323,38 @@ def test_adapter_label_mapping_variants() -> None:
     assert len(adapt(shifted).batches[0]) == 2
 
 
+def test_adapter_change_times_name_the_first_batch_at_or_after_them() -> None:
+    # Day batches start 01-28 07:00, 01-29 09:00, 01-30 08:00, 02-04 23:59, 02-05 00:01, 02-07 10:00.
+    assert adapt(history_table(), change_times=("2024-02-05",)).spec.change_points == (4,)
+    assert adapt(history_table(), change_points=(2,), change_times=("2024-02-04 12:00",)).spec.change_points == (2, 3)
+    with pytest.raises(ValueError, match="not after the first batch"):
+        adapt(history_table(), change_times=("2024-01-01",))
+
+
+def test_adapter_reads_labels_without_or_with_a_positive_label() -> None:
+    table = history_table().dropna(subset=["outcome"])
+    zero_one = table.assign(outcome=(table.outcome == "fraud").astype(int))
+    assert adapt(zero_one, positive_label=None).batches[1][LABEL_COLUMN].tolist() == [1, 0]
+    assert adapt(zero_one.assign(outcome=zero_one.outcome == 1), positive_label=None).batches[1][
+        LABEL_COLUMN].tolist() == [1, 0]
+    # A command-line value is read as the label column's type.
+    assert adapt(zero_one, positive_label="0").batches[1][LABEL_COLUMN].tolist() == [0, 1]
+    assert adapt(zero_one.assign(outcome=zero_one.outcome == 1), positive_label="true").batches[1][
+        LABEL_COLUMN].tolist() == [1, 0]
+    # More than two values with a positive label: that value against the rest.
+    three = table.assign(outcome=table.outcome.where(table.amount != 20.0, "disputed"))
+    assert adapt(three).batches[1][LABEL_COLUMN].tolist() == [1, 0]
+
+
 @pytest.mark.parametrize(("change", "kwargs", "message"), [
     (lambda t: t.drop(columns="country"), {}, "lacks columns"),
     (lambda t: t.assign(created_at=t.created_at.where(t.index != 2, "yesterday-ish")), {}, "unparseable"),
     (lambda t: t.assign(created_at=range(len(t))), {}, "epoch"),
-    (lambda t: t.assign(outcome=t.outcome.where(t.index != 0, "chargeback")), {}, "exactly two values"),
-    (lambda t: t, {"positive_label": "yes"}, "positive_label"),
+    (lambda t: t.assign(outcome=t.outcome.where(t.index != 0, "chargeback")), {"positive_label": None},
+     "3 values .* give the positive label"),
+    (lambda t: t, {"positive_label": None}, "2 values .* give the positive label"),
+    (lambda t: t.assign(outcome="ok"), {}, "single value"),
+    (lambda t: t, {"positive_label": "yes"}, "positive label 'yes' is not one of"),
     (lambda t: t.assign(created_at="2024-01-29 10:00"), {}, "at least 2"),
     (lambda t: t, {"batch_by": "hour"}, "batch_by"),
     (lambda t: t, {"batch_by": "rows"}, "batch_rows"),

@@ -58,14 +58,34 @@ def _parse_timestamps(values: pd.Series, column: str) -> pd.Series:
     return parsed
 
 
-def _binary_labels(values: pd.Series, column: str, positive_label: object) -> np.ndarray:
-    distinct = pd.unique(values)
-    if len(distinct) != 2:
-        raise ValueError(f"label column {column!r} must have exactly two values, got {len(distinct)}: "
-                         f"{sorted(map(str, distinct))[:10]}")
+def _label_value(distinct: Sequence[object], text: str) -> object:
+    """``text`` (a command-line positive label) as a value of the label column's type, or ``text``."""
+    if all(isinstance(value, (bool, np.bool_)) for value in distinct):
+        return {"true": True, "1": True, "false": False, "0": False}.get(text.lower(), text)
+    if all(isinstance(value, (int, float, np.number)) for value in distinct):
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    return text
+
+
+def _binary_labels(values: pd.Series, column: str, positive_label: object | None) -> np.ndarray:
+    """1 where the label is ``positive_label`` (the rest is 0); without one, a 0/1 or true/false label as is."""
+    distinct = list(pd.unique(values))
+    shown = sorted(map(str, distinct))[:10]
+    if len(distinct) < 2:
+        raise ValueError(f"label column {column!r} has a single value {shown}: nothing to predict")
+    if positive_label is None:
+        if len(distinct) == 2 and {0, 1} == set(distinct):  # also True/False: True == 1
+            positive_label = 1
+        else:
+            raise ValueError(f"label column {column!r} has {len(distinct)} values {shown}: give the positive "
+                             "label (that value becomes 1, every other value 0)")
+    if isinstance(positive_label, str):
+        positive_label = _label_value(distinct, positive_label)
     if not any(value == positive_label for value in distinct):
-        raise ValueError(f"positive_label {positive_label!r} is not one of the label values "
-                         f"{sorted(map(str, distinct))}")
+        raise ValueError(f"positive label {positive_label!r} is not one of the label values {shown}")
     return (values == positive_label).to_numpy(dtype=np.int64)
 
 
@@ -81,18 +101,37 @@ def _categorical(values: pd.Series) -> pd.Series:
     return values.astype(str).astype(object).where(values.notna(), None)
 
 
+def _with_change_times(change_points: Sequence[int], change_times: Sequence[str],
+                        batches: Sequence[pd.DataFrame], timestamp_column: str) -> tuple[int, ...]:
+    """``change_points`` plus, per change time, the first batch (after the first) starting at or after it."""
+    starts = [batch[timestamp_column].iloc[0] for batch in batches]
+    points = set(change_points)
+    for text in change_times:
+        when = _parse_timestamps(pd.Series([text]), "change time").iloc[0]
+        if when <= starts[0]:
+            raise ValueError(f"change time {text!r} is not after the first batch's start ({starts[0]})")
+        later = [index for index, start in enumerate(starts) if index > 0 and start >= when]
+        if not later:
+            raise ValueError(f"change time {text!r} is after the start of the last batch ({starts[-1]})")
+        points.add(later[0])
+    return tuple(sorted(points))
+
+
 def stream_from_table(table: pd.DataFrame, *, name: str, timestamp_column: str, label_column: str,
                       numeric_features: Sequence[str], categorical_features: Sequence[str] = (),
                       segment_columns: Sequence[str] = (), protected_column: str | None = None,
-                      batch_by: str = "day", batch_rows: int | None = None, positive_label: object = 1,
-                      change_points: Sequence[int] = ()) -> Stream:
+                      batch_by: str = "day", batch_rows: int | None = None, positive_label: object | None = None,
+                      change_points: Sequence[int] = (), change_times: Sequence[str] = ()) -> Stream:
     """A stream of ``table``'s rows in time order, one batch per ``batch_by`` period (or ``batch_rows`` rows).
 
     Each batch keeps the timestamp column, the features, the segment and protected columns, and
-    ``label`` = 1 where ``label_column == positive_label`` (the label must have exactly two values).
+    ``label`` = 1 where ``label_column == positive_label`` and 0 elsewhere (any number of label values);
+    without ``positive_label`` the label must be 0/1 or true/false. A string ``positive_label`` is read
+    as the label column's type (``"1"`` matches 1, ``"true"`` matches True).
     Numeric features become floats, categorical and segment columns strings. With ``batch_by="rows"``
-    the last batch may be smaller. Raises ValueError for missing columns, unparseable timestamps, a
-    label with other than two values, or fewer than two batches.
+    the last batch may be smaller. ``change_times`` (dates or times, when known changes began) add the
+    index of the first batch that starts at or after each to ``change_points``. Raises ValueError for missing columns, unparseable timestamps, a
+    label with a single value, a label of other values without ``positive_label``, or fewer than two batches.
     """
     if batch_by not in BATCH_BY:
         raise ValueError(f"batch_by must be one of {BATCH_BY}, got {batch_by!r}")
@@ -145,15 +184,17 @@ def stream_from_table(table: pd.DataFrame, *, name: str, timestamp_column: str, 
         logger.info("stream %s: %s", name, description)
     spec = StreamSpec(name=name, numeric_features=numeric_features, categorical_features=categorical_features,
                       segment_columns=segment_columns, protected_column=protected_column,
-                      change_points=tuple(change_points), description=description)
+                      change_points=_with_change_times(change_points, change_times, batches, timestamp_column),
+                      description=description)
     return Stream(spec, batches)
 
 
-def stream_from_file(path: Path, **kwargs: object) -> Stream:
-    """:func:`stream_from_table` over a Parquet (``.parquet``/``.pq``) or CSV (``.csv``) file read with DuckDB.
+def read_table(path: Path) -> pd.DataFrame:
+    """A Parquet (``.parquet``/``.pq``) or CSV (``.csv``) file as a frame, read with DuckDB.
 
-    Takes the same keyword arguments as :func:`stream_from_table`. CSV values are read as integers,
-    floats, timestamps or text (never booleans), so ``positive_label`` is matched against those.
+    CSV values are read as integers, floats, timestamps or text (never booleans). Raises
+    FileNotFoundError for a missing file and ValueError for another suffix, an unreadable file or one
+    without data rows.
     """
     path = Path(path)
     reader = READERS.get(path.suffix.lower())
@@ -161,6 +202,16 @@ def stream_from_file(path: Path, **kwargs: object) -> Stream:
         raise ValueError(f"{path.name}: unsupported file type {path.suffix!r}; use one of {sorted(READERS)}")
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
-    with duckdb.connect() as con:
-        table = con.execute(f"SELECT * FROM {reader}", [str(path)]).fetchdf()
-    return stream_from_table(table, **kwargs)  # type: ignore[arg-type]
+    try:
+        with duckdb.connect() as con:
+            table = con.execute(f"SELECT * FROM {reader}", [str(path)]).fetchdf()
+    except duckdb.Error as exc:  # a corrupt Parquet file, a CSV DuckDB cannot sniff
+        raise ValueError(f"cannot read {path.name}: {str(exc).splitlines()[0]}") from None
+    if table.empty:
+        raise ValueError(f"{path.name} has no data rows")
+    return table
+
+
+def stream_from_file(path: Path, **kwargs: object) -> Stream:
+    """:func:`stream_from_table` over :func:`read_table` of ``path``; takes the same keyword arguments."""
+    return stream_from_table(read_table(path), **kwargs)  # type: ignore[arg-type]
