@@ -172,3 +172,15 @@ def test_policy_version_ignores_comments_but_tracks_every_threshold(tmp_path: Pa
 def test_non_mapping_input_is_rejected() -> None:
     with pytest.raises(ValueError, match="mapping"):
         parse_policy_config(["version", "1"])  # type: ignore[arg-type]
+
+
+def test_unreachable_thresholds_warn_on_the_observed_stream() -> None:
+    from ct_assets.core.decision.policy_config import load_policy_config, unreachable_thresholds
+
+    config = load_policy_config()
+    assert unreachable_thresholds(config, [200] * 40) == ()
+    assert unreachable_thresholds(config, [100_000] * 40) == ()
+    short = unreachable_thresholds(config, [200] * 5)
+    assert [warning.split(":")[0] for warning in short] == ["labels.accumulated_trigger_batches"]
+    tiny = unreachable_thresholds(config, [3] * 40)
+    assert [warning.split(":")[0] for warning in tiny] == ["avoidable_loss.noise_z"]

@@ -294,6 +294,10 @@ def _check_cross_field_rules(config: PolicyConfig) -> None:
                          f"(minute hour day month weekday), got {config.staleness.schedule_cron!r}")
 
 
+# An error-rate rise the cost-aware trigger cannot see on one batch above this is a gross failure.
+_LARGEST_USEFUL_NOISE_FLOOR = 0.1
+
+
 def unreachable_thresholds(config: PolicyConfig, observed_batch_rows: Sequence[int]) -> tuple[str, ...]:
     """Warnings, in plain language, for thresholds the observed stream can never meet.
 
@@ -317,10 +321,11 @@ def unreachable_thresholds(config: PolicyConfig, observed_batch_rows: Sequence[i
             warnings.append(f"labels.{key}: asks for {getattr(labels, key):g} batches' worth of labels, but the "
                             f"observed stream has only {len(rows)} labelled batches")
     typical = statistics.median(rows)
-    # The noise floor at a 50 % error rate, the widest: a batch this small can never show an excess.
-    if config.avoidable_loss.noise_z * math.sqrt(typical * 0.25) >= typical:
-        warnings.append(f"avoidable_loss.noise_z: a typical batch of {typical:g} rows is too small for its error "
-                        "noise, so the cost-aware trigger can never fire")
+    # The smallest error-rate rise a typical batch shows beyond its noise (at the widest, 50 % error).
+    floor = config.avoidable_loss.noise_z * 0.5 / math.sqrt(typical)
+    if floor > _LARGEST_USEFUL_NOISE_FLOOR:
+        warnings.append(f"avoidable_loss.noise_z: a typical batch of {typical:g} rows hides error-rate rises below "
+                        f"{floor:.0%}, so the cost-aware trigger sees only gross failures")
     return tuple(warnings)
 
 
