@@ -84,5 +84,5 @@ def quiet_evidence(**overrides: Any) -> Evidence:
         "covariate_drift_small": True, "complaint_alert": False, "complaint_rate_ratio": 1.0,
         "new_labels_since_training": 1_000, "label_coverage_recent": 0.8, "labelled_rows_new_regime": 5_000,
         "production_model_age_days": 5.0, "fine_tunes_since_full_retrain": 0, "compute_budget_left": 3_000.0,
-        "risk_tier": "low", "production_model_exists": True}
+        "risk_tier": "low", "production_model_exists": True, "typical_batch_rows": 2_000}
     return Evidence(**{**values, **overrides})

@@ -27,7 +27,7 @@ LOCAL_SHIFT = Evidence(
     complaint_alert=False, complaint_rate_ratio=1.0,
     new_labels_since_training=3_000, label_coverage_recent=0.7, labelled_rows_new_regime=3_000,
     production_model_age_days=12.0, fine_tunes_since_full_retrain=0,
-    compute_budget_left=3_000.0, risk_tier="low", production_model_exists=True,
+    compute_budget_left=3_000.0, risk_tier="low", production_model_exists=True, typical_batch_rows=2_000,
     affected_regions=("south",), evidence_ids={"drift_report_id": "dr-42", "note:complaints": "none"},
 )
 

@@ -96,3 +96,45 @@ def test_build_evidence_applies_every_rule():
         ("high", ("south",), {"drift_report_id": "dr-1"})
     shifted = rules.build_evidence(CONFIG, labels=rules.LabelCounts(since_training=900, since_shift_start=200))
     assert shifted.labelled_rows_new_regime == 200
+
+
+@pytest.mark.parametrize(("rows", "error", "reference", "excess"), [
+    (200, 0.10, 0.10, 0.0),  # at the reference
+    (200, 0.14, 0.10, 0.0),  # 28 errors vs 20 +- 8.5: within the noise
+    (200, 0.20, 0.10, 40 - 20 - 2 * 18 ** 0.5),
+    (100_000, 0.101, 0.10, 100 - 2 * 9_000 ** 0.5),  # 0.1 point worse is noise even on 100k rows
+    (100_000, 0.11, 0.10, 1_000 - 2 * 9_000 ** 0.5),
+])
+def test_excess_errors_count_only_beyond_the_batch_noise(rows, error, reference, excess):
+    assert rules.excess_errors(rules.BatchError(0, rows, error, reference), 2.0) == pytest.approx(max(0.0, excess))
+
+
+def test_avoidable_errors_accumulate_since_the_later_of_update_and_rejection():
+    config = load_policy_config()
+    batches = [rules.BatchError(period, 1_000, 0.2, 0.1) for period in (5, 6, 7)]  # 81 avoidable errors each
+    production = rules.ProductionSummary(age_days=3.0, fine_tunes_since_full_retrain=0)
+    labels = rules.LabelCounts(since_training=3_000, typical_batch_rows=1_000, newest_period=7)
+    fresh = rules.build_evidence(config, labels=labels, production=production,
+                                 errors=rules.ErrorHistory(batches, measured=True))
+    assert (round(fresh.avoidable_errors), fresh.avoidable_rows, fresh.rejected_path) == (243, 3_000, None)
+    rejected = rules.build_evidence(config, labels=labels, production=production,
+                                    errors=rules.ErrorHistory(batches, True, "retrain", 6, 1_000))
+    assert (round(rejected.avoidable_errors), rejected.avoidable_rows, rejected.rejected_path) == (81, 1_000, "retrain")
+    unmeasured = rules.build_evidence(config, labels=labels, production=production)
+    assert unmeasured.avoidable_errors is None and unmeasured.typical_batch_rows == 1_000
+
+
+@pytest.mark.parametrize(("errors", "shift_start", "window"), [
+    ((0.1, 0.1, 0.3), None, (5, "the new regime since period 7, topped up with older rows to 3 batches")),
+    ((0.3, 0.3, 0.3), 6, (5, "the new regime since period 5 (3 batches)")),  # excess run before the drift start
+    ((0.1, 0.1, 0.1), 4, (4, "the new regime since period 4 (4 batches)")),  # no excess: the detected shift
+    ((0.1, 0.1, 0.1), None, (None, "")),  # no new regime: the default trailing window
+])
+def test_the_regime_window_starts_at_the_new_regime_topped_up_to_a_retrain_minimum(errors, shift_start, window):
+    config = load_policy_config()  # min_batches_for_retrain 2.5 -> 3 batches
+    batches = [rules.BatchError(period, 1_000, error, 0.1) for period, error in zip((5, 6, 7), errors)]
+    labels = rules.LabelCounts(since_training=3_000, typical_batch_rows=1_000, newest_period=7,
+                               shift_start_period=shift_start)
+    evidence = rules.build_evidence(config, labels=labels, errors=rules.ErrorHistory(batches, measured=True),
+                                    production=rules.ProductionSummary(age_days=3.0, fine_tunes_since_full_retrain=0))
+    assert (evidence.regime_window_start, evidence.regime_window_reason) == window

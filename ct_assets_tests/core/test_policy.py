@@ -13,6 +13,7 @@ from ct_assets.core.decision.policy import Evidence, compute_budget_left, decide
 from ct_assets.core.decision.policy_config import (
     DEFAULT_POLICY_PATH,
     PolicyConfig,
+    load_policy_config,
     parse_policy_config,
 )
 
@@ -24,7 +25,7 @@ STABLE = Evidence(
     complaint_alert=False, complaint_rate_ratio=1.0,
     new_labels_since_training=1_000, label_coverage_recent=0.8, labelled_rows_new_regime=8_000,
     production_model_age_days=5.0, fine_tunes_since_full_retrain=0,
-    compute_budget_left=3_000.0, risk_tier="low", production_model_exists=True,
+    compute_budget_left=3_000.0, risk_tier="low", production_model_exists=True, typical_batch_rows=2_000,
     affected_regions=(), evidence_ids={"drift_report_id": "dr-1"},
 )
 LOCAL = dict(drift_scope="local", drift_severity_score=0.45, drift_severity_level="medium",
@@ -289,3 +290,76 @@ def test_decide_rejects_arguments_of_the_wrong_kind() -> None:
         decide({"drift_scope": "local"}, config_with())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="PolicyConfig"):
         decide(STABLE, shipped_raw())  # type: ignore[arg-type]
+
+
+# --- cost-aware timing, cool-down, scale-free thresholds, regime window ----------------------------------
+
+# Measured costs (cpu-s): at the shipped price of 0.005 per error a retrain pays from 200 avoidable errors,
+# a fine-tune from 40.
+CONFIG = load_policy_config()
+MEASURED = dict(retrain_cost_estimate=1.0, fine_tune_cost_estimate=0.2, avoidable_rows=2_000)
+
+COST_CASES = [
+    pytest.param(evidence(MEASURED, avoidable_errors=199.0), "none", (), id="below retrain cost->none"),
+    pytest.param(evidence(MEASURED, avoidable_errors=200.0), "retrain", ("avoidable_loss", "labels_plentiful"),
+                 id="at retrain cost->retrain"),
+    pytest.param(evidence(MEASURED, LOCAL, avoidable_errors=40.0), "fine_tune", ("avoidable_loss", "drift_scope"),
+                 id="local shift pays a fine-tune->fine_tune"),
+    pytest.param(evidence(MEASURED, LOCAL, avoidable_errors=39.0), "none", ("drift_scope", "cost_aware_timing"),
+                 id="local shift not yet worth a fine-tune->wait"),
+    pytest.param(evidence(MEASURED, GLOBAL, avoidable_errors=100.0), "none", ("drift_scope", "cost_aware_timing"),
+                 id="global shift not yet worth a retrain->wait"),
+    pytest.param(evidence(MEASURED, CONCEPT, avoidable_errors=300.0), "retrain",
+                 ("avoidable_loss", "concept_drift", "falling_metric", "labels_plentiful"), id="concept pays->retrain"),
+    pytest.param(evidence(MEASURED, GLOBAL, avoidable_errors=0.0, production_model_age_days=40.0), "fine_tune",
+                 ("drift_scope", "staleness", "cost_aware_timing"), id="staleness is a mandate, drift waits"),
+    pytest.param(evidence(MEASURED, avoidable_errors=0.0, new_labels_since_training=20_000), "fine_tune",
+                 ("label_accumulation",), id="slow gain: accumulated labels->cheap fine-tune"),
+    pytest.param(evidence(MEASURED, avoidable_errors=500.0, rejected_path="retrain"), "retrain",
+                 ("avoidable_loss", "labels_plentiful"), id="new avoidable loss after a rejection->retrain again"),
+    pytest.param(evidence(MEASURED, avoidable_errors=0.0, rejected_path="fine_tune", new_labels_since_training=20_000,
+                          labels_since_rejection=2_000), "none", ("label_accumulation", "cool_down"),
+                 id="rejected fine-tune, no new evidence->cool down"),
+    pytest.param(evidence(MEASURED, avoidable_errors=0.0, rejected_path="fine_tune", new_labels_since_training=40_000,
+                          labels_since_rejection=20_000), "fine_tune", ("label_accumulation",),
+                 id="rejected fine-tune, a new accumulation of labels->fine_tune"),
+    pytest.param(evidence(MEASURED, GLOBAL), "retrain", ("drift_scope", "labels_plentiful"),
+                 id="avoidable loss not measured->drift rules act as before"),
+]
+
+
+@pytest.mark.parametrize(("case", "action", "fired"), COST_CASES)
+def test_cost_aware_decision_table(case: Evidence, action: str, fired: tuple[str, ...]) -> None:
+    decision = decide(case, CONFIG)
+    assert (decision.action, decision.fired_rules) == (action, fired)
+
+
+def test_cost_aware_reasons_speak_plain_language() -> None:
+    decision = decide(evidence(MEASURED, LOCAL, avoidable_errors=52.0), CONFIG)
+    assert decision.reasons[0] == (
+        "avoidable_loss: about 52 avoidable errors in 2000 labelled rows since the last update, worth 0.26 "
+        "cpu_seconds at the configured price of 0.005 per error; a fine-tune costs 0.2 cpu_seconds; local shift in "
+        "region=south, so fine-tune")
+    waiting = decide(evidence(MEASURED, GLOBAL, avoidable_errors=100.0), CONFIG)
+    assert "drift_scope asked for a retrain, which costs 1 cpu_seconds: not worth it yet, wait" in waiting.reasons[-1]
+    cooled = decide(evidence(MEASURED, avoidable_errors=0.0, rejected_path="fine_tune",
+                             new_labels_since_training=20_000, labels_since_rejection=2_000), CONFIG)
+    assert "a fine-tune candidate was rejected since the last update" in cooled.reasons[-1]
+
+
+@pytest.mark.parametrize(("typical", "rows", "action"), [
+    (200, 499, "fine_tune"), (200, 500, "retrain"), (100_000, 249_999, "fine_tune"), (100_000, 250_000, "retrain"),
+])
+def test_label_thresholds_scale_with_the_typical_batch(typical: int, rows: int, action: str) -> None:
+    """2.5 batches' worth for a retrain: the same file on 200-row and 100k-row batches."""
+    case = evidence(GLOBAL, typical_batch_rows=typical, labelled_rows_new_regime=rows)
+    assert decide(case, CONFIG).action == action
+
+
+def test_a_retrain_carries_the_regime_window_and_its_reason() -> None:
+    case = evidence(MEASURED, avoidable_errors=300.0, regime_window_start=42,
+                    regime_window_reason="the new regime since period 42 (3 batches)")
+    decision = decide(case, CONFIG)
+    assert (decision.training_window_start, decision.training_window_reason) == (
+        42, "the new regime since period 42 (3 batches)")
+    assert decide(dataclasses.replace(case, avoidable_errors=0.0), CONFIG).training_window_start is None

@@ -100,8 +100,8 @@ def test_unknown_key_raises_naming_it(dotted_key: str) -> None:
     ("drift", 0.3),
     ("drift.min_severity_score", "high"),
     ("drift.min_severity_score", True),
-    ("labels.accumulated_trigger", 1.5),
-    ("labels.accumulated_trigger", True),
+    ("labels.accumulated_trigger_batches", "ten"),
+    ("labels.accumulated_trigger_batches", True),
     ("labels.when_scarce_for_retrain", 1),
     ("risk.high_risk_requires_approval", "yes"),
     ("risk.high_risk_requires_approval", 1),
@@ -120,7 +120,8 @@ def test_wrong_type_raises_naming_the_key(dotted_key: str, value: Any) -> None:
     ("drift.min_severity_score", float("nan")),
     ("complaints.min_rate_ratio", 0.5),
     ("technical_debt.max_consecutive_fine_tunes", 0),
-    ("labels.min_rows_for_fine_tune", 0),
+    ("labels.min_batches_for_fine_tune", -1.0),
+    ("avoidable_loss.price_per_error", -0.1),
     ("labels.min_coverage_for_retrain", 1.01),
     ("labels.when_scarce_for_retrain", "retrain"),
     ("cost.unit", "dollars"),
@@ -135,7 +136,7 @@ def test_out_of_range_value_raises_naming_the_key(dotted_key: str, value: Any) -
 
 @pytest.mark.parametrize(("dotted_key", "value"), [
     ("metric.retrain_drop", 0.01),  # below metric.fine_tune_drop 0.02
-    ("labels.min_rows_for_fine_tune", 6000),  # above labels.min_rows_for_retrain 5000
+    ("labels.min_batches_for_fine_tune", 6.0),  # above labels.min_batches_for_retrain 2.5
     ("risk.high_risk_min_severity_score", 0.5),  # above drift.min_severity_score 0.3
     ("staleness.schedule_cron", "0 3 * *"),
 ])
@@ -171,3 +172,15 @@ def test_policy_version_ignores_comments_but_tracks_every_threshold(tmp_path: Pa
 def test_non_mapping_input_is_rejected() -> None:
     with pytest.raises(ValueError, match="mapping"):
         parse_policy_config(["version", "1"])  # type: ignore[arg-type]
+
+
+def test_unreachable_thresholds_warn_on_the_observed_stream() -> None:
+    from ct_assets.core.decision.policy_config import load_policy_config, unreachable_thresholds
+
+    config = load_policy_config()
+    assert unreachable_thresholds(config, [200] * 40) == ()
+    assert unreachable_thresholds(config, [100_000] * 40) == ()
+    short = unreachable_thresholds(config, [200] * 5)
+    assert [warning.split(":")[0] for warning in short] == ["labels.accumulated_trigger_batches"]
+    tiny = unreachable_thresholds(config, [3] * 40)
+    assert [warning.split(":")[0] for warning in tiny] == ["avoidable_loss.noise_z"]

@@ -17,7 +17,7 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 # The shipped policy is sized for 2,000 orders a day; tests stream 1,500 and need fewer labels.
-TEST_POLICY_OVERRIDES = {"min_rows_for_retrain = 5000": "min_rows_for_retrain = 3000"}
+TEST_POLICY_OVERRIDES = {"min_batches_for_retrain = 2.5": "min_batches_for_retrain = 2.0"}
 
 
 @pytest.fixture

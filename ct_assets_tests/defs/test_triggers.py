@@ -1,12 +1,14 @@
 """The trigger sensors, the daily policy schedule and the decision request sensor, ticked on a real
 instance's event log."""
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
 from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
 
+from ct_assets.core.decision.policy import label_rows
 from ct_assets.defs.build import build_definitions
 from ct_assets.defs.decision.request_sensor import decision_request_sensor
 from ct_assets.defs.decision.triggers import (
@@ -115,22 +117,27 @@ def test_performance_sensor_joins_concept_drift_and_complaints_of_a_day(instance
 
 
 def test_label_sensor_counts_labels_since_the_model_changed(instance, resources):
-    threshold = resources["settings"].policy().labels.accumulated_trigger
-    report(instance, "labels", "2025-02-01", rows_valid=threshold - 1)
+    """The threshold is in days' worth of labels (the policy's batches' worth) of the typical recent day."""
+    day_rows = 1_000
+    days = resources["settings"].policy().labels.accumulated_trigger_batches
+    threshold = label_rows(days, day_rows)
+    before = math.ceil(days) - 1
+    for index in range(before):
+        report(instance, "labels", f"2025-01-{index + 1:02d}", rows_valid=day_rows)
     first = tick(label_sensor, instance, resources=resources)
-    assert first.asset_events == [] and f"{threshold - 1} new labels" in first.skip_reason.skip_message
+    assert first.asset_events == [] and f"{before * day_rows} new labels" in first.skip_reason.skip_message
     promoted(instance, "m-1", "2025-02-01")  # the new model saw those labels: count restarts
-    report(instance, "labels", "2025-02-02", rows_valid=threshold // 2)
+    report(instance, "labels", "2025-02-02", rows_valid=day_rows)
     second = tick(label_sensor, instance, first.cursor, resources)
-    assert second.asset_events == [] and f"{threshold // 2} new labels" in second.skip_reason.skip_message
+    assert second.asset_events == [] and f"{day_rows} new labels" in second.skip_reason.skip_message
     promoted(instance, "m-1", "2025-02-01", outcome="kept")  # nothing changed: keep counting
-    report(instance, "labels", "2025-02-03", rows_valid=threshold // 2 + 1)
-    third = tick(label_sensor, instance, second.cursor, resources)
-    (request,) = requested(instance, third)
-    assert request.partition_key == "2025-02-03" and request.tags[TRIGGER_TAG] == "labels"
-    assert f"{threshold + 1} new labels" in request.tags[REASON_TAG]
-    report(instance, "labels", "2025-02-04", rows_valid=10)
-    assert "10 new labels" in tick(label_sensor, instance, third.cursor, resources).skip_reason.skip_message
+    cursor = second.cursor
+    for index in range(math.ceil(days) - 1):
+        report(instance, "labels", f"2025-02-{index + 3:02d}", rows_valid=day_rows)
+        result = tick(label_sensor, instance, cursor, resources)
+        cursor = result.cursor
+    (request,) = requested(instance, result)
+    assert request.tags[TRIGGER_TAG] == "labels" and f"(trigger {threshold})" in request.tags[REASON_TAG]
 
 
 def test_freshness_sensor_bootstraps_then_waits_until_the_model_is_stale(instance, resources):

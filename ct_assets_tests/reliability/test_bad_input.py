@@ -435,7 +435,8 @@ def test_sql_looking_values_are_stored_verbatim_and_tables_survive(con, dirs):
 POLICY_CASES = [
     ("unknown key (typo)", "min_severity_score = 0.3", "min_severity_scor = 0.3", "drift.min_severity_scor"),
     ("missing key", "retrain_drop = 0.08\n", "\n", "metric.retrain_drop"),
-    ("wrong type", "min_rows_for_retrain = 5000", 'min_rows_for_retrain = "lots"', "labels.min_rows_for_retrain"),
+    ("wrong type", "min_batches_for_retrain = 2.5", 'min_batches_for_retrain = "lots"',
+     "labels.min_batches_for_retrain"),
     ("out of range", "min_severity_score = 0.3", "min_severity_score = 3.0", "drift.min_severity_score"),
     ("negative", "max_age_days = 30.0", "max_age_days = -1.0", "staleness.max_age_days"),
     ("bad choice", 'when_scarce_for_retrain = "fine_tune"', 'when_scarce_for_retrain = "guess"',

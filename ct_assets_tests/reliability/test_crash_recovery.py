@@ -62,7 +62,7 @@ EVIDENCE_FIELDS: dict[str, object] = {
     "concept_drift_detected": False, "metric_drop": 0.0, "covariate_drift_small": False, "complaint_alert": False,
     "complaint_rate_ratio": 1.0, "new_labels_since_training": 3_000, "label_coverage_recent": 0.7,
     "labelled_rows_new_regime": 3_000, "production_model_age_days": 12.0, "fine_tunes_since_full_retrain": 0,
-    "compute_budget_left": 3_000.0, "risk_tier": "low", "production_model_exists": True,
+    "compute_budget_left": 3_000.0, "risk_tier": "low", "production_model_exists": True, "typical_batch_rows": 2_000,
 }
 EVIDENCE = Evidence(**EVIDENCE_FIELDS)
 

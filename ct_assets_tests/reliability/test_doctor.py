@@ -48,7 +48,7 @@ EVIDENCE = Evidence(
     drifted_features=("sensor_signal",), unseen_category_share=0.0, concept_drift_detected=True, metric_drop=0.1,
     covariate_drift_small=False, complaint_alert=False, complaint_rate_ratio=1.0, new_labels_since_training=9_000,
     label_coverage_recent=0.8, labelled_rows_new_regime=9_000, production_model_age_days=3.0,
-    fine_tunes_since_full_retrain=0, compute_budget_left=3_000.0, risk_tier="low", production_model_exists=True,
+    fine_tunes_since_full_retrain=0, compute_budget_left=3_000.0, risk_tier="low", production_model_exists=True, typical_batch_rows=2_000,
 )
 
 

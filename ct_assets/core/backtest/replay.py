@@ -18,7 +18,15 @@ from ct_assets.core.backtest.config import BacktestConfig
 from ct_assets.core.backtest.results import DailyRow, PolicyStep, StrategyRun
 from ct_assets.core.backtest.scoring import accuracy, batch_metric, higher_is_better
 from ct_assets.core.backtest.serving import Reference, Serving, fit_candidate, monitoring_reference
-from ct_assets.core.backtest.strategies import ACTION_ONLINE, ReplayState, StepSignal, Strategy, TrainingRun
+from ct_assets.core.backtest.strategies import (
+    ACTION_ONLINE,
+    ReplayState,
+    StepSignal,
+    Strategy,
+    TrainingRun,
+    batch_error,
+)
+from ct_assets.core.decision.evidence_rules import BatchError
 from ct_assets.core.decision.policy import Evidence
 from ct_assets.core.decision.policy_config import (
     ACTION_ESCALATE,
@@ -65,6 +73,7 @@ class Replay:
         self.anchor = initial  # online: the last version that passed its scheduled gates
         self.updates_since_anchor = 0
         self.pending_judgement: Serving | None = None  # the model a fresh promotion replaced
+        self.rejection: tuple[int, str] | None = None  # (step, path) of a candidate rejected since the update
         # The warm-up model counts in the policy's cost history (as the first registered run does live)
         # but not in this strategy's compute: every strategy shares it.
         self.trainings: list[TrainingRun] = [TrainingRun(config.warmup_batches - 1, "retrain", initial.model.cost)]
@@ -127,14 +136,15 @@ class Replay:
         drift = self.drift_report(step, scores) if self.strategy.needs_drift else None
         concept = self.concept_drift(newest, drift) if self.strategy.needs_concept else None
         self.signals.append(StepSignal(step, drift.scope if drift else "none", drift.severity if drift else 0.0,
-                                       bool(concept and concept.concept_drift)))
+                                       bool(concept and concept.concept_drift), self.batch_error(newest)))
         state = ReplayState(
             step=step, newest_labelled_batch=newest,
             rows_per_batch=tuple(len(b) for b in self.data.stream.batches),
             model_path=self.serving.path, model_window=self.serving.window,
             last_retrain_step=self.serving.last_retrain_step,
             fine_tunes_since_full_retrain=self.serving.fine_tunes_since_retrain,
-            signals=tuple(self.signals), trainings=tuple(self.trainings), drift_report=drift, concept_drift=concept)
+            signals=tuple(self.signals), trainings=tuple(self.trainings), rejection=self.rejection,
+            drift_report=drift, concept_drift=concept)
         choice = self.strategy.decide(state)
         if choice.decision is not None and choice.evidence is not None:
             self.policy_steps.append(PolicyStep(self.strategy.name, step, choice.evidence, choice.decision))
@@ -144,7 +154,8 @@ class Replay:
             self.counts["escalations"] += 1
             outcomes.append("escalated: no human answers in a backtest")
         elif choice.action in (ACTION_RETRAIN, ACTION_FINE_TUNE):
-            self.train_and_promote(choice.action, step, newest, choice.evidence, outcomes)
+            first = choice.decision.training_window_start if choice.decision is not None else None
+            self.train_and_promote(choice.action, step, newest, choice.evidence, outcomes, first)
         elif choice.action == ACTION_ONLINE:
             self.online_step(step, newest, outcomes)
         return choice.action, outcomes, choice.drift_triggered
@@ -159,6 +170,14 @@ class Replay:
         return detect_concept_drift(reference.holdout_labels, reference.holdout_scores, self.data.labels[newest],
                                     self.scores(self.serving, newest), self.concept_config,
                                     covariate_severity=drift.severity if drift else None)
+
+    def batch_error(self, newest: int) -> BatchError | None:
+        """The serving model's error on the newest labelled batch next to its reference (policy strategies)."""
+        if not self.strategy.needs_concept:
+            return None
+        reference = self.reference(self.serving)
+        return batch_error(newest, self.data.labels[newest], self.scores(self.serving, newest),
+                           reference.holdout_labels, reference.holdout_scores, self.concept_config.decision_threshold)
 
     def judge_promotion(self, newest: int, outcomes: list[str]) -> None:
         """Roll a fresh promotion back when the newest labelled batch shows it worse than its predecessor."""
@@ -180,8 +199,9 @@ class Replay:
         self.trainings.append(TrainingRun(step, path, model.cost))
         self.counts[{"retrain": "retrains", "fine_tune": "fine_tunes", "online": "online_updates"}[path]] += 1
 
-    def train(self, action: str, step: int, newest: int) -> tuple[Serving, pd.DataFrame, np.ndarray, np.ndarray] | None:
-        trained = fit_candidate(self.data, self.config, self.training, self.serving, action, step, newest)
+    def train(self, action: str, step: int, newest: int,
+              first: int | None = None) -> tuple[Serving, pd.DataFrame, np.ndarray, np.ndarray] | None:
+        trained = fit_candidate(self.data, self.config, self.training, self.serving, action, step, newest, first)
         if trained is not None:
             candidate = trained[0]
             self.record_training(step, candidate.path, candidate.model)
@@ -190,8 +210,9 @@ class Replay:
         return trained
 
     def train_and_promote(self, action: str, step: int, newest: int, evidence: Evidence | None,
-                          outcomes: list[str]) -> None:
-        trained = self.train(action, step, newest)
+                          outcomes: list[str], first: int | None = None) -> None:
+        """Train, gate and promote; a retrain's window starts at ``first`` (the decision's regime window)."""
+        trained = self.train(action, step, newest, first)
         if trained is None:
             outcomes.append("skipped: the training window has a single class")
             return
@@ -202,6 +223,7 @@ class Replay:
             if failed:
                 self.counts["gate_failures"] += 1
                 outcomes.append("rejected: " + ", ".join(g.name for g in failed))
+                self.rejection = (step, candidate.path)
                 if candidate.path == "fine_tune":
                     # As live (core/evidence.py): rejected fine-tunes count towards technical debt.
                     self.serving = replace(self.serving,
@@ -212,6 +234,7 @@ class Replay:
             candidate = replace(candidate, leakage_aucs=aucs)
             self.pending_judgement = self.serving
         self.serving = candidate
+        self.rejection = None
         self.counts["promotions"] += 1
         outcomes.append("promoted")
 

@@ -4,6 +4,7 @@ drift and concept-drift tests compare the newest batch with)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -63,14 +64,21 @@ def initial_model(data: Batches, config: BacktestConfig) -> Serving:
 
 
 def fit_candidate(data: Batches, config: BacktestConfig, training: TrainingConfig, serving: Serving, action: str,
-                  step: int, newest: int) -> tuple[Serving, pd.DataFrame, np.ndarray, np.ndarray] | None:
-    """A retrain (``action`` retrain) on the trailing window, or a fine-tune of ``serving`` on the newest
-    batches with replay of older rows, up to the newest labelled batch; with its training rows (features,
-    labels, batch per row). None when a retrain's window holds a single class."""
+                  step: int, newest: int, first: int | None = None
+                  ) -> tuple[Serving, pd.DataFrame, np.ndarray, np.ndarray] | None:
+    """A retrain (``action`` retrain) on the trailing window (or from ``first``, a regime window), or a
+    fine-tune of ``serving`` on the newest batches with replay of older rows, up to the newest labelled
+    batch; with its training rows (features, labels, batch per row). None when a retrain's window holds a
+    single class."""
     spec = data.spec
     inputs = [*spec.numeric_features, *spec.categorical_features]
     if action == ACTION_RETRAIN:
-        first = max(0, newest - config.window_batches + 1)
+        trailing = max(0, newest - config.window_batches + 1)
+        if first is not None:
+            first = min(newest, max(trailing, first))
+            training = regime_epochs(training, newest - first + 1, config.window_batches)
+        else:
+            first = trailing
         features, labels, batch_ids = data.rows(first, newest, "train")
         if len(np.unique(labels)) < 2:
             return None
@@ -88,6 +96,18 @@ def fit_candidate(data: Batches, config: BacktestConfig, training: TrainingConfi
     candidate = Serving(model, "fine_tune", (first, newest), serving.last_retrain_step,
                         serving.fine_tunes_since_retrain + 1, None, serving.retrain_window)
     return candidate, features, labels, batch_ids
+
+
+def regime_epochs(training: TrainingConfig, window: int, full_window: int) -> TrainingConfig:
+    """Epochs scaled so a short regime window gets a full window's gradient steps (without it, short
+    windows were under-trained and lost to the trailing window).
+
+    >>> regime_epochs(TrainingConfig(epochs=5), 2, 7).epochs, regime_epochs(TrainingConfig(epochs=5), 7, 7).epochs
+    (18, 5)
+    """
+    if window >= full_window:
+        return training
+    return replace(training, epochs=math.ceil(training.epochs * full_window / window))
 
 
 def monitoring_reference(data: Batches, config: BacktestConfig, serving: Serving) -> Reference:

@@ -18,8 +18,11 @@ Example::
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 from typing import Protocol
+
+import numpy as np
 
 from ct_assets.core.decision import evidence_rules
 from ct_assets.core.decision.policy import Decision, Evidence, decide
@@ -46,12 +49,14 @@ STRATEGY_NAMES: tuple[str, ...] = ("never", "periodic", "always_retrain", "alway
 
 @dataclass(frozen=True)
 class StepSignal:
-    """What monitoring said at one step: the drift report's verdict and the concept-drift verdict."""
+    """What monitoring said at one step: the drift report's verdict and the concept-drift verdict, and the
+    serving model's error on the newest labelled batch next to its reference (None: no concept test)."""
 
     batch: int
     drift_scope: str
     drift_severity: float
     concept_degraded: bool
+    error: evidence_rules.BatchError | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,7 @@ class ReplayState:
     fine_tunes_since_full_retrain: int
     signals: tuple[StepSignal, ...] = ()
     trainings: tuple[TrainingRun, ...] = ()
+    rejection: tuple[int, str] | None = None  # (step, path) of the newest candidate rejected since the update
     drift_report: DriftReport | None = None
     concept_drift: ConceptDriftResult | None = None
 
@@ -260,7 +266,9 @@ def policy_evidence(state: ReplayState, policy: PolicyConfig, risk_tier: str = "
 
     Drift and concept drift: the state's drift report and concept-drift result. Labels: rows of the
     labelled batches after the serving model's window, since the current shift started (over the
-    steps' monitoring signals), and of the last ``recent_window_batches`` batches. Model: batches
+    steps' monitoring signals), and of the last ``recent_window_batches`` batches; the median batch is the
+    typical one. Errors: the serving model's error per labelled batch after its window, from the steps'
+    concept-drift tests, and the newest rejection since its update. Model: batches
     since its window ended (as days), fine-tunes since the last full retrain. Cost: what this
     strategy's trainings of the last ``period_days`` steps cost, and its measured runs per path. No
     complaints stream exists here (rate at baseline), and streams carry no regions, so jurisdiction
@@ -273,7 +281,19 @@ def policy_evidence(state: ReplayState, policy: PolicyConfig, risk_tier: str = "
     return evidence_rules.build_evidence(
         policy, drift=_drift_summary(state.drift_report), concept=_concept_summary(state.concept_drift),
         labels=_label_counts(state, policy, recent_window_batches), production=production,
-        cost=_cost_history(state, policy), inputs=evidence_rules.PolicyInputs(risk_tier=risk_tier, evidence_ids=ids))
+        cost=_cost_history(state, policy), errors=_error_history(state),
+        inputs=evidence_rules.PolicyInputs(risk_tier=risk_tier, evidence_ids=ids))
+
+
+def batch_error(newest: int, labels: np.ndarray, scores: np.ndarray, reference_labels: np.ndarray,
+                reference_scores: np.ndarray, threshold: float) -> evidence_rules.BatchError | None:
+    """The serving model's error rate on labelled batch ``newest`` next to its error rate on its reference
+    holdout rows, both at the decision ``threshold`` (None when either side has no rows)."""
+    if len(labels) == 0 or len(reference_labels) == 0:
+        return None
+    error = float(np.mean((scores >= threshold) != labels))
+    reference = float(np.mean((reference_scores >= threshold) != reference_labels))
+    return evidence_rules.BatchError(newest, len(labels), error, reference)
 
 
 def _drift_summary(report: DriftReport | None) -> evidence_rules.DriftSummary:
@@ -308,7 +328,21 @@ def _label_counts(state: ReplayState, policy: PolicyConfig, recent_window_batche
     return evidence_rules.LabelCounts(since_training=labelled_from(state.model_window[1] + 1),
                                       since_shift_start=None if start is None else labelled_from(start),
                                       recent_labelled=int(sum(rows[window_first:newest + 1])),
-                                      recent_orders=int(sum(rows[window_first:state.step + 1])))
+                                      recent_orders=int(sum(rows[window_first:state.step + 1])),
+                                      typical_batch_rows=int(statistics.median(rows[:newest + 1])),
+                                      newest_period=newest, shift_start_period=start)
+
+
+def _error_history(state: ReplayState) -> evidence_rules.ErrorHistory:
+    """The serving model's error on each labelled batch after its window, and the newest rejection."""
+    batches = tuple(signal.error for signal in state.signals
+                    if signal.error is not None and signal.error.period > state.model_window[1])
+    if state.rejection is None:
+        return evidence_rules.ErrorHistory(batches, measured=True)
+    step, path = state.rejection
+    rejected_period = step - (state.step - state.newest_labelled_batch)
+    since = int(sum(state.rows_per_batch[rejected_period + 1:state.newest_labelled_batch + 1]))
+    return evidence_rules.ErrorHistory(batches, True, path, rejected_period, since)
 
 
 def _cost_in_unit(cost: ComputeCost, policy: PolicyConfig) -> float:

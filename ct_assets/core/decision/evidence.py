@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 from collections.abc import Mapping
 from dataclasses import fields
 from datetime import date, timedelta
@@ -52,11 +53,14 @@ from ct_assets.core.common import has_table, parse_iso_day
 from ct_assets.core.decision.evidence_rules import (
     AUC_METRIC,
     COST_HISTORY_RUNS,
+    ERROR_METRIC,
     TRAINING_PATHS,
+    BatchError,
     ComplaintSummary,
     ConceptSummary,
     CostHistory,
     DriftSummary,
+    ErrorHistory,
     LabelCounts,
     MetricChange,
     PolicyInputs,
@@ -78,6 +82,8 @@ NOTE_PREFIX = "note:"
 DIVERGENCE_METRIC = "fine_tune_divergence"  # key of a fine-tuned model's metrics holding its divergence
 # Registry column holding a run's cost in each policy cost unit (identifiers, never user values).
 _COST_COLUMNS: dict[str, str] = {"cpu_seconds": "cpu_s", "kwh": "energy_kwh"}
+# The day a registry row belongs to (its data window end; its creation day when unknown), as SQL.
+_MODEL_DAY = "coalesce(data_window_end, CAST(created_at AS DATE))"
 # Continuity correction for a complaint baseline with zero complaints, where the raw ratio is infinite.
 _ZERO_BASELINE_COMPLAINTS = 0.5
 
@@ -112,6 +118,7 @@ def gather_evidence(
                                 f"not the current production model {production.model_id}")
     labels = _label_evidence(con, as_of, production, config, recent_window_days, notes)
     cost = _cost_evidence(con, as_of, config, notes)
+    errors = _error_evidence(con, as_of, production, notes)
     regions = affected_regions(drift.scope, drift.affected_segments)
     signoff = [region for region in regions if region in config.jurisdiction.signoff_regions]
     if signoff:
@@ -123,7 +130,7 @@ def gather_evidence(
     inputs = PolicyInputs(risk_tier=risk_tier, architecture_change_required=architecture_change_required,
                           rapid_rollback_needed=rapid_rollback_needed, evidence_ids=evidence_ids)
     return build_evidence(config, drift=drift, concept=concept, complaints=complaints, labels=labels,
-                          production=model, cost=cost, regions=regions, inputs=inputs)
+                          production=model, cost=cost, regions=regions, errors=errors, inputs=inputs)
 
 
 def evidence_to_dict(evidence: Evidence) -> dict[str, Any]:
@@ -289,9 +296,42 @@ def _label_evidence(con: duckdb.DuckDBPyConnection, as_of: date, production: Mod
               if has_table(con, "raw_events") else 0)
     if orders == 0:
         notes["label_coverage"] = f"no orders in {window_start}..{as_of}: label coverage 0"
+    per_day = [int(row[0]) for row in con.execute(
+        "SELECT count(*) FROM labels WHERE arrival_day <= ? AND event_day BETWEEN ? AND ? GROUP BY event_day",
+        [as_of, window_start, as_of]).fetchall()]
     return LabelCounts(since_training=labels_from(since_training),
                        since_shift_start=None if start is None else labels_from(start),
-                       recent_labelled=labelled, recent_orders=orders)
+                       recent_labelled=labelled, recent_orders=orders,
+                       typical_batch_rows=int(statistics.median(per_day)) if per_day else 0,
+                       newest_period=as_of.toordinal(), shift_start_period=None if start is None else start.toordinal())
+
+
+def _error_evidence(con: duckdb.DuckDBPyConnection, as_of: date, production: ModelRecord | None,
+                    notes: dict[str, str]) -> ErrorHistory:
+    """The production model's labelled error per day since its data ends (the concept-drift results' error
+    rate next to its reference holdout), and the newest candidate the gates rejected since it was made."""
+    if production is None or not has_table(con, "concept_drift_results"):
+        return ErrorHistory()
+    rows = con.execute(
+        "SELECT partition, n_current, current_value, reference_value FROM concept_drift_results "
+        "WHERE metric = ? AND model_id = ? AND partition > ? AND partition <= ? AND n_current > 0 "
+        "ORDER BY partition", [ERROR_METRIC, production.model_id, _model_day(production).isoformat(),
+                               as_of.isoformat()]).fetchall()
+    batches = tuple(BatchError(parse_iso_day(day).toordinal(), int(n), float(error), float(reference))
+                    for day, n, error, reference in rows if None not in (n, error, reference))
+    if not batches:
+        notes["avoidable_loss"] = "no labelled error of the production model since its data ends: not measured"
+        return ErrorHistory()
+    rejected = con.execute(
+        f"SELECT training_path, {_MODEL_DAY} FROM model_registry WHERE status = 'rejected' AND created_at > ? "
+        f"AND {_MODEL_DAY} <= ? ORDER BY created_at DESC LIMIT 1", [production.created_at, as_of]).fetchall()
+    if not rejected or rejected[0][0] not in TRAINING_PATHS:
+        return ErrorHistory(batches, measured=True)
+    path, day = rejected[0]
+    since = _count(con, "SELECT count(*) FROM labels WHERE arrival_day <= ? AND event_day > ?", [as_of, day]) \
+        if has_table(con, "labels") else 0
+    notes["rejection"] = f"a {path} candidate for {day} was rejected since the production model was made"
+    return ErrorHistory(batches, True, path, day.toordinal(), since)
 
 
 def _shift_start(con: duckdb.DuckDBPyConnection, as_of: date, config: PolicyConfig) -> date | None:
@@ -315,7 +355,7 @@ def _cost_evidence(con: duckdb.DuckDBPyConnection, as_of: date, config: PolicyCo
         notes["cost"] = "no model registry: nothing spent, default cost estimates"
         return CostHistory()
     column = _COST_COLUMNS[config.cost.unit]
-    model_day = "coalesce(data_window_end, CAST(created_at AS DATE))"
+    model_day = _MODEL_DAY
     period_start = as_of - timedelta(days=config.cost.period_days - 1)
     spent, runs, unmeasured = con.execute(
         f"SELECT coalesce(sum({column}), 0), count(*), count(*) - count({column}) FROM model_registry "

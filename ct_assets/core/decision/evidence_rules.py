@@ -21,6 +21,7 @@ construction. Periods are whole numbers: a day's ordinal live, a batch number in
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from ct_assets.core.decision.policy import Evidence, compute_budget_left
 from ct_assets.core.decision.policy_config import PolicyConfig
 
 AUC_METRIC = "auc"  # the policy's metric thresholds are in AUC points, whatever else a test reports
+ERROR_METRIC = "error_rate"  # the concept test's metric the avoidable errors are counted in
 COST_HISTORY_RUNS = 5  # measured runs per training path whose median is the cost estimate
 TRAINING_PATHS: tuple[str, ...] = ("retrain", "fine_tune")  # the paths with a cost estimate
 _REGION_PREFIX = "region="
@@ -77,12 +79,39 @@ class ComplaintSummary:
 @dataclass(frozen=True)
 class LabelCounts:
     """Labelled rows usable now: of rows after the production model's data, of rows since the current
-    shift started (``None``: no ongoing shift), and of the recent window next to its orders."""
+    shift started (``None``: no ongoing shift), and of the recent window next to its orders; the typical
+    labelled rows per period, and the periods that bound a regime window."""
 
     since_training: int = 0
     since_shift_start: int | None = None
     recent_labelled: int = 0
     recent_orders: int = 0
+    typical_batch_rows: int = 0  # labelled rows of a typical period (median); scales the label thresholds
+    newest_period: int | None = None  # the newest labelled period
+    shift_start_period: int | None = None  # first period of the current shift (None: no ongoing shift)
+
+
+@dataclass(frozen=True)
+class BatchError:
+    """The serving model on one labelled period: rows, its error rate there, and its reference error rate
+    (on its training-time holdout)."""
+
+    period: int
+    rows: int
+    error_rate: float
+    reference_error: float
+
+
+@dataclass(frozen=True)
+class ErrorHistory:
+    """The serving model's labelled error per period since it was trained (oldest first; ``measured``
+    False: unknown), and the newest candidate rejected since then: its path, period, and the labels since."""
+
+    batches: Sequence[BatchError] = ()
+    measured: bool = False
+    rejected_path: str | None = None
+    rejected_period: int | None = None
+    labels_since_rejection: int = 0
 
 
 @dataclass(frozen=True)
@@ -154,6 +183,52 @@ def metric_drop(change: MetricChange | None) -> float:
     return float(change.reference_value - change.current_value)
 
 
+def excess_errors(batch: BatchError, noise_z: float) -> float:
+    """Errors above the reference error rate beyond the batch's noise (``noise_z`` binomial standard
+    errors at the reference rate), never negative: a 200-row batch must not look worse by chance.
+
+    >>> round(excess_errors(BatchError(0, 1000, 0.20, 0.10), 2.0), 1)  # 200 errors, 100 expected, noise 19
+    81.0
+    >>> excess_errors(BatchError(0, 200, 0.13, 0.10), 2.0)  # 26 errors vs 20 +- 8.5: noise
+    0.0
+    """
+    expected = batch.rows * batch.reference_error
+    noise = noise_z * math.sqrt(batch.rows * batch.reference_error * (1.0 - batch.reference_error))
+    return max(0.0, batch.rows * batch.error_rate - expected - noise)
+
+
+def excess_run_start(batches: Sequence[BatchError], noise_z: float) -> int | None:
+    """First period of the unbroken run of periods with excess errors ending on the newest (None if the
+    newest has none).
+
+    >>> run = [BatchError(p, 1000, e, 0.1) for p, e in ((3, 0.3), (4, 0.1), (5, 0.3), (6, 0.25))]
+    >>> excess_run_start(run, 2.0), excess_run_start(run[:2], 2.0)
+    (5, None)
+    """
+    start = None
+    for batch in reversed(batches):
+        if excess_errors(batch, noise_z) <= 0:
+            break
+        start = batch.period
+    return start
+
+
+def regime_window(regime_start: int, newest: int, min_batches: float) -> tuple[int, str]:
+    """Where a retrain's window starts: at the new regime, topped up with older periods only while the new
+    regime holds fewer than ``min_batches`` batches; with why, in plain language.
+
+    >>> regime_window(8, 12, 2.5)
+    (8, 'the new regime since period 8 (5 batches)')
+    >>> regime_window(12, 12, 2.5)
+    (10, 'the new regime since period 12, topped up with older rows to 3 batches')
+    """
+    needed = max(1, math.ceil(min_batches))
+    if newest - regime_start + 1 >= needed:
+        return regime_start, f"the new regime since period {regime_start} ({newest - regime_start + 1} batches)"
+    first = newest - needed + 1
+    return first, f"the new regime since period {regime_start}, topped up with older rows to {needed} batches"
+
+
 def cost_estimate(costs_newest_first: Sequence[float]) -> float | None:
     """Median of the newest :data:`COST_HISTORY_RUNS` measured costs; None when none was measured.
 
@@ -194,13 +269,24 @@ def build_evidence(config: PolicyConfig, *, drift: DriftSummary = DriftSummary()
                    concept: ConceptSummary = ConceptSummary(), complaints: ComplaintSummary = ComplaintSummary(),
                    labels: LabelCounts = LabelCounts(), production: ProductionSummary | None = None,
                    cost: CostHistory = CostHistory(), regions: tuple[str, ...] = (),
-                   inputs: PolicyInputs = PolicyInputs()) -> Evidence:
+                   errors: ErrorHistory = ErrorHistory(), inputs: PolicyInputs = PolicyInputs()) -> Evidence:
     """The policy's evidence from the gathered inputs; ``production=None`` means there is no production model.
 
     Without an ongoing shift the new regime is everything since training. ``regions`` are the regions
-    whose traffic shifted (:func:`affected_regions` where the data names regions).
+    whose traffic shifted (:func:`affected_regions` where the data names regions). Avoidable errors count
+    from the later of the update and the last rejection; the new regime of a retrain's window starts at
+    the current run of excess errors, else at the detected shift start.
     """
     since_training = labels.since_training
+    noise_z = config.avoidable_loss.noise_z
+    counted = [batch for batch in errors.batches
+               if errors.rejected_period is None or batch.period > errors.rejected_period]
+    regime_start = excess_run_start(errors.batches, noise_z)
+    if regime_start is None:
+        regime_start = labels.shift_start_period
+    window: tuple[int | None, str] = (None, "")
+    if regime_start is not None and labels.newest_period is not None and production is not None:
+        window = regime_window(regime_start, labels.newest_period, config.labels.min_batches_for_retrain)
     return Evidence(
         drift_scope=drift.scope,
         drift_severity_score=float(drift.severity_score),
@@ -224,6 +310,13 @@ def build_evidence(config: PolicyConfig, *, drift: DriftSummary = DriftSummary()
         fine_tune_cost_estimate=cost_estimate(cost.fine_tune_costs),
         risk_tier=inputs.risk_tier,
         production_model_exists=production is not None,
+        typical_batch_rows=labels.typical_batch_rows,
+        avoidable_errors=sum(excess_errors(b, noise_z) for b in counted) if errors.measured else None,
+        avoidable_rows=sum(batch.rows for batch in counted),
+        rejected_path=errors.rejected_path,
+        labels_since_rejection=errors.labels_since_rejection,
+        regime_window_start=window[0],
+        regime_window_reason=window[1],
         affected_regions=regions,
         architecture_change_required=inputs.architecture_change_required,
         rapid_rollback_needed=inputs.rapid_rollback_needed,

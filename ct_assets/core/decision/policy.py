@@ -35,7 +35,7 @@ Example
 ...     covariate_drift_small=False, complaint_alert=False, complaint_rate_ratio=1.0,
 ...     new_labels_since_training=3000, label_coverage_recent=0.7, labelled_rows_new_regime=3000,
 ...     production_model_age_days=12.0, fine_tunes_since_full_retrain=0,
-...     compute_budget_left=3000.0, risk_tier="low", production_model_exists=True,
+...     compute_budget_left=3000.0, risk_tier="low", production_model_exists=True, typical_batch_rows=2000,
 ...     affected_regions=("south",), evidence_ids={"drift_report_id": "dr-42"})
 >>> decision = decide(evidence, load_policy_config())
 >>> decision.action, decision.fired_rules, decision.requires_approval
@@ -50,7 +50,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from ct_assets.core.decision.policy_config import (
     ACTION_ESCALATE,
@@ -65,7 +65,11 @@ DRIFT_SCOPES: tuple[str, ...] = ("none", "local", "global")
 RISK_TIERS: tuple[str, ...] = ("low", "high")
 # Evidence rules are combined by taking the strongest action any of them asks for.
 _STRENGTH: dict[str, int] = {ACTION_NONE: 0, ACTION_FINE_TUNE: 1, ACTION_RETRAIN: 2}
-_UPDATES: frozenset[str] = frozenset({ACTION_FINE_TUNE, ACTION_RETRAIN})
+_UPDATES: tuple[str, ...] = (ACTION_FINE_TUNE, ACTION_RETRAIN)
+# Evidence of change whose updates wait until the avoidable loss pays for them (cost-aware timing). The other
+# rules are schedules, mandates or external signals (staleness, label accumulation, architecture, high risk,
+# complaints) and act whenever they fire.
+COST_TIMED_RULES: frozenset[str] = frozenset({"drift_scope", "concept_drift", "falling_metric", "unseen_categories"})
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,13 @@ class Evidence:
     """Everything the policy weighs, as plain values (filled from drift reports, labels, registry, budget).
 
     Metric drop is reference metric minus recent metric in the metric's units, positive = worse.
+    Label counts are rows; ``typical_batch_rows`` (labelled rows of a typical period) turns the policy's
+    batches'-worth thresholds into rows. ``avoidable_errors`` are the serving model's errors beyond its
+    reference and noise on the ``avoidable_rows`` labelled since the later of its update and the last
+    rejected candidate (``None``: not measured, the cost-aware trigger stays silent); ``rejected_path`` is
+    the path of a candidate rejected since the last update, ``labels_since_rejection`` what arrived since.
+    ``regime_window_start`` is the period a retrain's window would start at (the new regime, topped up),
+    with its reason.
     Costs and budget are in ``config.cost.unit``; a cost estimate of ``None`` means "never measured" and
     the configured default is used. ``affected_regions`` are the regions whose traffic shifted (every
     served region for a global shift); ``evidence_ids`` name the reports the evidence came from.
@@ -97,12 +108,19 @@ class Evidence:
     compute_budget_left: float
     risk_tier: str
     production_model_exists: bool
+    typical_batch_rows: int
     fine_tune_divergence: float | None = None
     retrain_cost_estimate: float | None = None
     fine_tune_cost_estimate: float | None = None
     affected_regions: tuple[str, ...] = ()
     architecture_change_required: bool = False
     rapid_rollback_needed: bool = False
+    avoidable_errors: float | None = None
+    avoidable_rows: int = 0
+    rejected_path: str | None = None
+    labels_since_rejection: int = 0
+    regime_window_start: int | None = None
+    regime_window_reason: str = ""
     evidence_ids: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -118,7 +136,12 @@ class Evidence:
         for name in ("fine_tune_divergence", "retrain_cost_estimate", "fine_tune_cost_estimate"):
             if getattr(self, name) is not None:
                 _check_number(name, getattr(self, name), minimum=0.0)
-        for name in ("new_labels_since_training", "labelled_rows_new_regime", "fine_tunes_since_full_retrain"):
+        if self.avoidable_errors is not None:
+            _check_number("avoidable_errors", self.avoidable_errors, minimum=0.0)
+        if self.rejected_path is not None:
+            _check_choice("rejected_path", self.rejected_path, tuple(_UPDATES))
+        for name in ("new_labels_since_training", "labelled_rows_new_regime", "fine_tunes_since_full_retrain",
+                     "typical_batch_rows", "avoidable_rows", "labels_since_rejection"):
             _check_count(name, getattr(self, name))
         for name in ("concept_drift_detected", "covariate_drift_small", "complaint_alert",
                      "production_model_exists", "architecture_change_required", "rapid_rollback_needed"):
@@ -151,7 +174,8 @@ class Decision:
 
     ``wanted_action`` is the strongest action the evidence rules asked for before the label, budget and
     debt constraints; ``estimated_cost`` is the cost of ``action`` and ``budget_left_after`` what remains
-    of the period's budget once it has run (both in ``cost_unit``).
+    of the period's budget once it has run (both in ``cost_unit``). A retrain after a detected change
+    trains from ``training_window_start`` (a period; None: the default trailing window), for the reason given.
     """
 
     action: str
@@ -163,6 +187,8 @@ class Decision:
     budget_left_after: float
     cost_unit: str
     policy_version: str
+    training_window_start: int | None = None
+    training_window_reason: str = ""
 
 
 EvidenceRule = Callable[[Evidence, PolicyConfig], "RuleFiring | None"]
@@ -178,9 +204,13 @@ def decide(evidence: Evidence, config: PolicyConfig) -> Decision:
 
     evidence_rules = (rule_bootstrap,) if not evidence.production_model_exists else EVIDENCE_RULES
     firings = [firing for rule in evidence_rules if (firing := rule(evidence, config)) is not None]
-    wanted = max((firing.action for firing in firings), key=_STRENGTH.__getitem__, default=ACTION_NONE)
+    wanted = _strongest(firing.action for firing in firings)
 
     action = wanted
+    timing = rule_cost_aware_timing(firings, evidence, config)
+    if timing is not None:
+        firings.append(timing)
+        action = timing.action
     for constraint in CONSTRAINT_RULES:
         firing = constraint(action, evidence, config)
         if firing is not None:
@@ -190,6 +220,7 @@ def decide(evidence: Evidence, config: PolicyConfig) -> Decision:
     estimated_cost = {ACTION_RETRAIN: retrain_cost(evidence, config),
                       ACTION_FINE_TUNE: fine_tune_cost(evidence, config)}.get(action, 0.0)
     requires_approval = action == ACTION_ESCALATE or any(f.rule == "human_approval" for f in firings)
+    regime_window = action == ACTION_RETRAIN and evidence.regime_window_start is not None
     return Decision(
         action=action,
         requires_approval=requires_approval,
@@ -200,7 +231,13 @@ def decide(evidence: Evidence, config: PolicyConfig) -> Decision:
         budget_left_after=evidence.compute_budget_left - estimated_cost,
         cost_unit=config.cost.unit,
         policy_version=config.policy_version,
+        training_window_start=evidence.regime_window_start if regime_window else None,
+        training_window_reason=evidence.regime_window_reason if regime_window else "",
     )
+
+
+def _strongest(actions: Iterable[str]) -> str:
+    return max(actions, key=_STRENGTH.__getitem__, default=ACTION_NONE)
 
 
 # --- evidence rules: each asks for an action ---------------------------------------------------------
@@ -280,13 +317,30 @@ def rule_unseen_categories(evidence: Evidence, config: PolicyConfig) -> RuleFiri
 
 
 def rule_label_accumulation(evidence: Evidence, config: PolicyConfig) -> RuleFiring | None:
-    """Enough new labels have accumulated since the last training -> at least fine-tune."""
-    threshold = config.labels.accumulated_trigger
+    """Enough new labels since the last training -> at least fine-tune: the cheap path on streams where more
+    data helps although the error never rises above the reference."""
+    threshold = label_rows(config.labels.accumulated_trigger_batches, evidence.typical_batch_rows)
     if evidence.new_labels_since_training < threshold:
         return None
     return RuleFiring("label_accumulation", ACTION_FINE_TUNE,
                       f"{evidence.new_labels_since_training} new labels since the last training "
-                      f">= {threshold}: update the model with them")
+                      f">= {threshold} ({_batches(config.labels.accumulated_trigger_batches, evidence)}): "
+                      "update the model with them")
+
+
+def rule_avoidable_loss(evidence: Evidence, config: PolicyConfig) -> RuleFiring | None:
+    """The avoidable errors since the last update, at the configured price, pay for an update (CARA's
+    cumulative threshold); the drift evidence chooses the path (:func:`path_for_change`)."""
+    value = avoidable_value(evidence, config)
+    if value is None or not evidence.production_model_exists:
+        return None
+    path, why = path_for_change(evidence, config)
+    cost = path_cost(path, evidence, config)
+    if value < cost:
+        return None
+    return RuleFiring("avoidable_loss", path,
+                      f"{_avoidable_summary(evidence, config)}; a {_verb(path)} costs {_num(cost)} "
+                      f"{config.cost.unit}; {why}, so {_verb(path)}")
 
 
 def is_stale(model_age_days: float, config: PolicyConfig) -> bool:
@@ -329,6 +383,7 @@ def rule_high_risk_proactive_retrain(evidence: Evidence, config: PolicyConfig) -
 
 
 EVIDENCE_RULES: tuple[EvidenceRule, ...] = (
+    rule_avoidable_loss,
     rule_drift_scope,
     rule_concept_drift,
     rule_falling_metric,
@@ -339,6 +394,28 @@ EVIDENCE_RULES: tuple[EvidenceRule, ...] = (
     rule_architecture_change,
     rule_high_risk_proactive_retrain,
 )
+
+
+# --- cost-aware timing: evidence of change waits until an update pays -----------------------------------
+
+
+def rule_cost_aware_timing(firings: list[RuleFiring], evidence: Evidence, config: PolicyConfig) -> RuleFiring | None:
+    """Hold the updates that drift, concept, metric or unseen-category evidence asks for while the avoidable
+    loss since the last update is worth less than their cost; schedules and mandates still act."""
+    value = avoidable_value(evidence, config)
+    if value is None or not evidence.production_model_exists:
+        return None
+    held = [f for f in firings if f.rule in COST_TIMED_RULES and f.action in _UPDATES
+            and value < path_cost(f.action, evidence, config)]
+    kept = _strongest(f.action for f in firings if f not in held)
+    if not held or _STRENGTH[kept] >= _STRENGTH[_strongest(f.action for f in firings)]:
+        return None
+    asked = max((f.action for f in held), key=_STRENGTH.__getitem__)
+    rules = ", ".join(sorted({f.rule for f in held}))
+    then = "wait for more evidence" if kept == ACTION_NONE else f"{_verb(kept)} as the other rules ask"
+    return RuleFiring("cost_aware_timing", kept,
+                      f"{_avoidable_summary(evidence, config)}; {rules} asked for a {_verb(asked)}, which costs "
+                      f"{_num(path_cost(asked, evidence, config))} {config.cost.unit}: not worth it yet, {then}")
 
 
 # --- constraint rules: each may change the action wanted so far ----------------------------------------
@@ -373,6 +450,25 @@ def rule_technical_debt(action: str, evidence: Evidence, config: PolicyConfig) -
                       f"{debt}: retrain instead of another fine-tune, however local the shift")
 
 
+def rule_cool_down(action: str, evidence: Evidence, config: PolicyConfig) -> RuleFiring | None:
+    """After a rejected candidate, the same request waits for new evidence instead of repeating every batch:
+    avoidable loss since the rejection that pays for it again, or a batch-accumulation's worth of new labels."""
+    if evidence.rejected_path is None or action != evidence.rejected_path:
+        return None
+    value = avoidable_value(evidence, config)
+    if value is not None and value >= path_cost(action, evidence, config):
+        return None
+    needed = label_rows(config.labels.accumulated_trigger_batches, evidence.typical_batch_rows)
+    if evidence.labels_since_rejection >= needed:
+        return None
+    since = f"{evidence.labels_since_rejection} new labels since the rejection < {needed}"
+    if value is not None:
+        since += f", avoidable errors since then worth {_num(value)} < {_num(path_cost(action, evidence, config))}"
+    return RuleFiring("cool_down", ACTION_NONE,
+                      f"a {_verb(action)} candidate was rejected since the last update and no new evidence has "
+                      f"arrived ({since} {config.cost.unit}): wait instead of repeating it")
+
+
 def rule_labels_plentiful(action: str, evidence: Evidence, config: PolicyConfig) -> RuleFiring | None:
     """A retrain is allowed when labels for the new regime are plentiful and representative."""
     if action != ACTION_RETRAIN or not _labels_allow_retrain(evidence, config):
@@ -390,11 +486,13 @@ def rule_labels_scarce(action: str, evidence: Evidence, config: PolicyConfig) ->
     if not evidence.production_model_exists:
         # Bootstrap: nothing to fine-tune and no model to protect, so wait for labels.
         return RuleFiring("labels_scarce", ACTION_NONE,
-                          f"cannot bootstrap yet: {rows} labelled rows < {labels.min_rows_for_retrain}; "
-                          "wait for labels")
-    if rows < labels.min_rows_for_fine_tune:
+                          f"cannot bootstrap yet: {rows} labelled rows < "
+                          f"{label_rows(labels.min_batches_for_retrain, evidence.typical_batch_rows)}; wait for labels")
+    fine_tune_rows = label_rows(labels.min_batches_for_fine_tune, evidence.typical_batch_rows)
+    if rows < fine_tune_rows:
         strong = _strong_evidence(evidence, config)
-        too_few = f"{rows} labelled rows < {labels.min_rows_for_fine_tune} needed even for a fine-tune"
+        too_few = (f"{rows} labelled rows < {fine_tune_rows} "
+                   f"({_batches(labels.min_batches_for_fine_tune, evidence)}) needed even for a fine-tune")
         if strong is not None:
             return RuleFiring("labels_scarce", ACTION_ESCALATE,
                               f"{too_few}, yet the evidence is strong ({strong}): a human must decide")
@@ -457,6 +555,7 @@ def rule_human_approval(action: str, evidence: Evidence, config: PolicyConfig) -
 CONSTRAINT_RULES: tuple[ConstraintRule, ...] = (
     rule_rapid_rollback,
     rule_technical_debt,
+    rule_cool_down,
     rule_labels_plentiful,
     rule_labels_scarce,
     rule_compute_budget,
@@ -464,7 +563,8 @@ CONSTRAINT_RULES: tuple[ConstraintRule, ...] = (
 )
 
 # The fired rules that best say why a model was asked for, most telling first (run tags, the registry).
-TRIGGER_RULES: tuple[str, ...] = ("bootstrap", "drift_scope", "concept_drift", "falling_metric", "rising_complaints",
+TRIGGER_RULES: tuple[str, ...] = ("bootstrap", "avoidable_loss", "drift_scope", "concept_drift", "falling_metric",
+                                  "rising_complaints",
                                   "staleness", "label_accumulation", "architecture_change", "technical_debt")
 
 
@@ -529,6 +629,49 @@ def fine_tune_cost(evidence: Evidence, config: PolicyConfig) -> float:
     return evidence.fine_tune_cost_estimate
 
 
+def label_rows(batches: float, typical_batch_rows: int) -> int:
+    """A threshold in batches' worth as labelled rows of a stream with this typical batch (at least one row).
+
+    >>> label_rows(2.5, 200), label_rows(2.5, 100_000)
+    (500, 250000)
+    """
+    return max(1, math.ceil(batches * typical_batch_rows))
+
+
+def avoidable_value(evidence: Evidence, config: PolicyConfig) -> float | None:
+    """What the avoidable errors since the last update are worth at the configured price (None: not measured)."""
+    if evidence.avoidable_errors is None:
+        return None
+    return evidence.avoidable_errors * config.avoidable_loss.price_per_error
+
+
+def path_for_change(evidence: Evidence, config: PolicyConfig) -> tuple[str, str]:
+    """The update the drift evidence calls for, and why: a local shift -> fine-tune; a global shift, concept
+    drift, or errors no local shift explains -> retrain."""
+    severe = evidence.drift_severity_score >= config.drift.min_severity_score
+    where = _listed(evidence.affected_segments)
+    if evidence.concept_drift_detected and evidence.drift_scope != "local":
+        return ACTION_RETRAIN, "concept drift is detected"
+    if severe and evidence.drift_scope == "global":
+        return ACTION_RETRAIN, f"the shift is global (features: {_listed(evidence.drifted_features)})"
+    if severe and evidence.drift_scope == "local":
+        return ACTION_FINE_TUNE, f"local shift in {where}"
+    return ACTION_RETRAIN, "no local shift explains the excess errors"
+
+
+def path_cost(path: str, evidence: Evidence, config: PolicyConfig) -> float:
+    """Expected cost of an update along ``path`` (measured median, else the configured default)."""
+    return retrain_cost(evidence, config) if path == ACTION_RETRAIN else fine_tune_cost(evidence, config)
+
+
+def _avoidable_summary(evidence: Evidence, config: PolicyConfig) -> str:
+    value = avoidable_value(evidence, config) or 0.0
+    since = "the last rejected candidate" if evidence.rejected_path else "the last update"
+    return (f"about {evidence.avoidable_errors or 0.0:.0f} avoidable errors in {evidence.avoidable_rows} labelled "
+            f"rows since {since}, worth {_num(value)} {config.cost.unit} at the configured price of "
+            f"{_num(config.avoidable_loss.price_per_error)} per error")
+
+
 def _technical_debt(evidence: Evidence, config: PolicyConfig) -> str | None:
     """Describe the technical-debt bound that is reached, or None."""
     debt = config.technical_debt
@@ -570,17 +713,20 @@ def _strong_evidence(evidence: Evidence, config: PolicyConfig) -> str | None:
 def _labels_allow_retrain(evidence: Evidence, config: PolicyConfig) -> bool:
     """Plentiful (row count) and representative (coverage) labels; coverage is moot for a first model."""
     labels = config.labels
-    plentiful = evidence.labelled_rows_new_regime >= labels.min_rows_for_retrain
+    needed = label_rows(labels.min_batches_for_retrain, evidence.typical_batch_rows)
+    plentiful = evidence.labelled_rows_new_regime >= needed
     representative = evidence.label_coverage_recent >= labels.min_coverage_for_retrain
     return plentiful and (representative or not evidence.production_model_exists)
 
 
 def _label_summary(evidence: Evidence, config: PolicyConfig) -> str:
     labels = config.labels
-    rows_cmp = ">=" if evidence.labelled_rows_new_regime >= labels.min_rows_for_retrain else "<"
+    needed = label_rows(labels.min_batches_for_retrain, evidence.typical_batch_rows)
+    rows_cmp = ">=" if evidence.labelled_rows_new_regime >= needed else "<"
     cov_cmp = ">=" if evidence.label_coverage_recent >= labels.min_coverage_for_retrain else "<"
     return (f"{evidence.labelled_rows_new_regime} labelled rows for the new regime {rows_cmp} "
-            f"{labels.min_rows_for_retrain}, recent-window label coverage {_pct(evidence.label_coverage_recent)} "
+            f"{needed} ({_batches(labels.min_batches_for_retrain, evidence)}), "
+            f"recent-window label coverage {_pct(evidence.label_coverage_recent)} "
             f"{cov_cmp} {_pct(labels.min_coverage_for_retrain)}")
 
 
@@ -597,6 +743,10 @@ def _pct(share: float) -> str:
 
 def _listed(items: tuple[str, ...]) -> str:
     return ", ".join(items) if items else "unnamed"
+
+
+def _batches(batches: float, evidence: Evidence) -> str:
+    return f"{batches:g} batches' worth of {evidence.typical_batch_rows} rows"
 
 
 def _verb(action: str) -> str:

@@ -5,7 +5,8 @@ parses it with :mod:`tomllib` into a frozen :class:`PolicyConfig`, one frozen da
 (``*Thresholds`` for the tables that hold one rule's thresholds; the monitoring tests' own settings are
 ``DriftConfig``, ``ConceptDriftConfig`` and ``ComplaintConfig`` in ``core/monitoring``).
 Validation is strict so a typo cannot silently switch a rule off: an unknown key, a missing key, a value
-of the wrong type or out of range each raise ``ValueError`` naming the dotted key (``labels.min_rows_for_retrain``).
+of the wrong type or out of range each raise ``ValueError`` naming the dotted key
+(``labels.min_batches_for_retrain``).
 
 >>> config = load_policy_config()
 >>> config.technical_debt.max_consecutive_fine_tunes >= 1
@@ -19,11 +20,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import statistics
 import tomllib
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parents[2] / "policy.toml"
 
@@ -78,14 +80,25 @@ class UnseenCategoryThresholds:
 
 @dataclass(frozen=True)
 class LabelThresholds:
-    """Thresholds of the label rules (accumulation trigger and sufficiency constraint)."""
+    """Thresholds of the label rules (accumulation trigger and sufficiency constraint), in batches' worth of
+    labelled rows: multiples of the stream's typical labelled rows per period, so one file fits 200-row and
+    100k-row batches."""
 
-    accumulated_trigger: int = _bounds(1)
-    min_rows_for_retrain: int = _bounds(1)
+    accumulated_trigger_batches: float = _bounds(0.0)
+    min_batches_for_retrain: float = _bounds(0.0)
     min_coverage_for_retrain: float = _bounds(0.0, 1.0)
-    min_rows_for_fine_tune: int = _bounds(1)
+    min_batches_for_fine_tune: float = _bounds(0.0)
     when_scarce_for_retrain: str = _bounds(choices=(ACTION_FINE_TUNE, ACTION_ESCALATE))
     strong_evidence_min_severity: float = _bounds(0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class AvoidableLossConfig:
+    """The cost-aware trigger: an update pays when the avoidable errors since the last update, at this
+    price, exceed its expected cost; ``noise_z`` is the width (in standard errors) of a batch's error noise."""
+
+    price_per_error: float = _bounds(0.0)
+    noise_z: float = _bounds(0.0)
 
 
 @dataclass(frozen=True)
@@ -146,6 +159,7 @@ class PolicyConfig:
     complaints: ComplaintThresholds
     unseen_categories: UnseenCategoryThresholds
     labels: LabelThresholds
+    avoidable_loss: AvoidableLossConfig
     staleness: StalenessConfig
     technical_debt: TechnicalDebtConfig
     cost: CostConfig
@@ -161,6 +175,7 @@ _SECTIONS: dict[str, type] = {
     "complaints": ComplaintThresholds,
     "unseen_categories": UnseenCategoryThresholds,
     "labels": LabelThresholds,
+    "avoidable_loss": AvoidableLossConfig,
     "staleness": StalenessConfig,
     "technical_debt": TechnicalDebtConfig,
     "cost": CostConfig,
@@ -266,9 +281,10 @@ def _check_cross_field_rules(config: PolicyConfig) -> None:
     if config.metric.retrain_drop < config.metric.fine_tune_drop:
         raise ValueError("policy config key 'metric.retrain_drop': must be >= metric.fine_tune_drop "
                          f"({config.metric.retrain_drop} < {config.metric.fine_tune_drop})")
-    if config.labels.min_rows_for_fine_tune > config.labels.min_rows_for_retrain:
-        raise ValueError("policy config key 'labels.min_rows_for_fine_tune': must be <= labels.min_rows_for_retrain "
-                         f"({config.labels.min_rows_for_fine_tune} > {config.labels.min_rows_for_retrain})")
+    if config.labels.min_batches_for_fine_tune > config.labels.min_batches_for_retrain:
+        raise ValueError("policy config key 'labels.min_batches_for_fine_tune': must be <= "
+                         f"labels.min_batches_for_retrain ({config.labels.min_batches_for_fine_tune} > "
+                         f"{config.labels.min_batches_for_retrain})")
     if config.risk.high_risk_min_severity_score > config.drift.min_severity_score:
         raise ValueError("policy config key 'risk.high_risk_min_severity_score': high risk acts proactively, so it "
                          f"must be <= drift.min_severity_score ({config.risk.high_risk_min_severity_score} > "
@@ -276,6 +292,41 @@ def _check_cross_field_rules(config: PolicyConfig) -> None:
     if len(config.staleness.schedule_cron.split()) != 5:
         raise ValueError("policy config key 'staleness.schedule_cron': expected 5 cron fields "
                          f"(minute hour day month weekday), got {config.staleness.schedule_cron!r}")
+
+
+# An error-rate rise the cost-aware trigger cannot see on one batch above this is a gross failure.
+_LARGEST_USEFUL_NOISE_FLOOR = 0.1
+
+
+def unreachable_thresholds(config: PolicyConfig, observed_batch_rows: Sequence[int]) -> tuple[str, ...]:
+    """Warnings, in plain language, for thresholds the observed stream can never meet.
+
+    ``observed_batch_rows`` are the labelled rows of each period seen so far (a backtest's batches, the
+    live days). The label thresholds are in batches' worth, so they are met unless the whole stream is
+    shorter than they ask; the avoidable-loss trigger cannot see an error excess on batches whose noise
+    floor alone exceeds every row.
+
+    >>> config = load_policy_config()
+    >>> unreachable_thresholds(config, [2000] * 30)
+    ()
+    >>> print(unreachable_thresholds(config, [3])[0])  # doctest: +ELLIPSIS
+    labels.min_batches_for_retrain: ...
+    """
+    rows = [int(r) for r in observed_batch_rows if r > 0]
+    if not rows:
+        return ("no labelled rows observed: no label threshold can be met",)
+    labels, warnings = config.labels, []
+    for key in ("min_batches_for_fine_tune", "min_batches_for_retrain", "accumulated_trigger_batches"):
+        if getattr(labels, key) > len(rows):
+            warnings.append(f"labels.{key}: asks for {getattr(labels, key):g} batches' worth of labels, but the "
+                            f"observed stream has only {len(rows)} labelled batches")
+    typical = statistics.median(rows)
+    # The smallest error-rate rise a typical batch shows beyond its noise (at the widest, 50 % error).
+    floor = config.avoidable_loss.noise_z * 0.5 / math.sqrt(typical)
+    if floor > _LARGEST_USEFUL_NOISE_FLOOR:
+        warnings.append(f"avoidable_loss.noise_z: a typical batch of {typical:g} rows hides error-rate rises below "
+                        f"{floor:.0%}, so the cost-aware trigger sees only gross failures")
+    return tuple(warnings)
 
 
 def _thresholds_hash(raw: Mapping[str, Any]) -> str:

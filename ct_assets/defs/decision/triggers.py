@@ -8,11 +8,12 @@ day's decision once (see `defs/run_requests.py`), the decision weighs *all* the 
 policy and records its action (possibly `none`), and `decision_sensor` starts the path it chose.
 """
 
+import statistics
 from datetime import date
 
 import dagster as dg
 
-from ct_assets.core.decision.policy import is_stale
+from ct_assets.core.decision.policy import is_stale, label_rows
 from ct_assets.defs.automation import running_sensor
 from ct_assets.defs.data.ingest import labels
 from ct_assets.defs.decision.assets import training_decision
@@ -85,7 +86,7 @@ def performance_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
 
 @running_sensor(
     description="Label trigger: when the labels ingested since the last change of the production model "
-                "reach the policy's labels.accumulated_trigger, asks for a training decision. Counts "
+                "reach the policy's labels.accumulated_trigger_batches (days' worth), asks for a training decision. Counts "
                 "from labels/production_model metadata in the event log (cursor), never the warehouse.",
 )
 def label_sensor(context: dg.SensorEvaluationContext, settings: CTSettings) -> dg.SensorResult:
@@ -98,7 +99,12 @@ def label_sensor(context: dg.SensorEvaluationContext, settings: CTSettings) -> d
     counted = cursor.get("since_change", 0) if not changes else 0
     counted += sum(int(meta.get("rows_valid") or 0) for storage_id, _, meta in arrived
                    if not changes or storage_id > changes[-1])
-    threshold = settings.policy().labels.accumulated_trigger
+    # The policy's threshold is in days' worth of labels: a typical day is the median of the days that
+    # arrived in this tick (the last tick's when none did; the cursor holds integers only).
+    days = [int(meta.get("rows_valid") or 0) for _, _, meta in arrived]
+    typical = int(statistics.median(days)) if days else cursor.get("typical_day_rows", 0)
+    cursor["typical_day_rows"] = typical
+    threshold = label_rows(settings.policy().labels.accumulated_trigger_batches, typical)
     fired: dict[str, str] = {}
     if counted >= threshold and arrived:
         day = max(day for _, day, _ in arrived)
