@@ -101,7 +101,7 @@ def decision_id_for(day: str, evidence: Evidence, policy_version: str) -> str:
 
     >>> from ct_assets.core.decision.policy import Evidence
     >>> ev = Evidence("none", 0.0, "none", (), (), 0.0, False, 0.0, False, False, 1.0, 0, 0.0, 0, 0.0, 0,
-    ...               100.0, "low", True)
+    ...               100.0, "low", True, 2000)
     >>> decision_id_for("2024-03-14", ev, "1+abc") == decision_id_for("2024-03-14", ev, "1+abc")
     True
     >>> decision_id_for("2024-03-14", ev, "1+abc")[:15]
