@@ -47,9 +47,15 @@ def shipped_raw() -> dict[str, Any]:
     return tomllib.loads(DEFAULT_POLICY_PATH.read_text(encoding="utf-8"))
 
 
+# The table's costs are CPU seconds (the rules do not depend on the unit; the shipped unit is train_gflops).
+CPU_SECONDS_COST = {"unit": "cpu_seconds", "budget_per_period": 3_600.0, "default_retrain_cost": 600.0,
+                    "default_fine_tune_cost": 60.0}
+
+
 def config_with(**overrides: Any) -> PolicyConfig:
-    """The shipped config with ``section__key=value`` overrides, validated like a real file."""
+    """The shipped config in CPU seconds with ``section__key=value`` overrides, validated like a real file."""
     raw = copy.deepcopy(shipped_raw())
+    raw["cost"].update(CPU_SECONDS_COST)
     for dotted, value in overrides.items():
         section, key = dotted.split("__")
         raw[section][key] = value

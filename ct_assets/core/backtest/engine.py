@@ -21,7 +21,7 @@ also carries torch's one-time start-up).
 
 Determinism: under a seed the tables are identical run to run; the measured compute (seconds,
 energy, CO2) is excluded from equality (``compare=False``). The policy sees measured costs only
-through its budget rule, which with the shipped budget (3600 CPU-s per 7 days) never binds at
+through its budget rule, which with the shipped budget (8,000 GFLOPs per 7 days) never binds at
 backtest sizes; a budget that binds makes decisions depend on timing.
 
 Example::

@@ -312,6 +312,10 @@ def _label_counts(state: ReplayState, policy: PolicyConfig, recent_window_batche
 
 
 def _cost_in_unit(cost: ComputeCost, policy: PolicyConfig) -> float:
+    if policy.cost.unit == "train_gflops":
+        if cost.train_gflops is None:
+            raise ValueError("a backtest training run lacks its deterministic counts")
+        return cost.train_gflops
     return cost.cpu_seconds if policy.cost.unit == "cpu_seconds" else cost.energy_kwh
 
 
