@@ -25,7 +25,7 @@ def run_named_backtest(stream_name: str, policy: PolicyConfig, strategies: tuple
     the stored tables carry every decision's action and outcome.
     """
     stream, config = prepare(stream_name, quick=quick, seed=seed, label_delay=label_delay)
-    lineup = default_strategies(policy, config.periodic_every, names=tuple(strategies) or None)
+    lineup = default_strategies(policy, names=tuple(strategies) or None)
     return replace(run_backtest(stream, config, lineup), policy_steps=())
 
 
