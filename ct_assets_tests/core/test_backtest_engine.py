@@ -245,7 +245,8 @@ def test_target_checks_are_data_not_assertions(result):
     assert checks["compute_share"].value == pytest.approx(policy_run.compute.train_gflops
                                                           / baseline.compute.train_gflops)
     dominating = [r.strategy for r in result.runs if not r.is_reference and r.strategy != "ct_policy"
-                  and r.mean_metric > policy_run.mean_metric and r.compute.train_gflops < policy_run.compute.train_gflops]
+                  and r.mean_metric > policy_run.mean_metric
+                  and r.compute.train_gflops < policy_run.compute.train_gflops]
     assert checks["pareto"].met == (not dominating)
     assert all(check.stream == "toy" and check.label_delay == 0 for check in checks.values())
 

@@ -96,7 +96,8 @@ def strategy_table(result: BacktestResult) -> str:
         recovery = ",".join("-" if r.batches is None else str(r.batches) for r in run.recovery if r.pre_level is not None)
         rows.append([
             run.strategy + (" (ref)" if run.is_reference else ""), f"{run.mean_metric:.4f}", f"{run.mean_accuracy:.4f}",
-            f"{run.compute.train_gflops:.3f}", f"{run.compute.cpu_seconds:.2f}", f"{run.compute.energy_kwh * 3.6e6:.1f}",
+            f"{run.compute.train_gflops:.3f}", f"{run.compute.cpu_seconds:.2f}",
+            f"{run.compute.energy_kwh * 3.6e6:.1f}",
             f"{run.retrains}/{run.fine_tunes}/{run.online_updates}", run.gate_failures, run.rollbacks,
             f"{run.escalations}/{run.escalations_approved}", recovery or "n/a",
         ])

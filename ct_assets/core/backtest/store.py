@@ -106,7 +106,8 @@ def _run_row(result: BacktestResult, run: StrategyRun, created_at: object) -> tu
     return (
         result.run_id, result.stream_name, run.strategy, run.is_reference, result.label_delay, result.seed,
         result.metric, _finite_or_none(run.mean_metric), run.mean_accuracy, run.compute.n_trainings,
-        run.compute.train_gflops, run.compute.cpu_seconds, run.compute.wall_seconds, run.compute.energy_kwh, run.compute.co2_kg,
+        run.compute.train_gflops, run.compute.cpu_seconds, run.compute.wall_seconds, run.compute.energy_kwh,
+        run.compute.co2_kg,
         run.retrains, run.fine_tunes, run.online_updates, run.promotions, run.gate_failures, run.rollbacks,
         run.escalations, run.escalations_approved, run.drift_triggers, recovery, created_at, result.config_json,
     )
