@@ -19,7 +19,7 @@ Sizes (full run, ~10 minutes on a 2-core machine):
 Training: the live MLP (32, 16), 5 epochs (live: 8) at batch size 256 on CPU with one torch thread; a
 fine-tune is bounded to a fifth of a retrain's steps (``fine_tune_max_steps``), about the live ratio
 (14-day retrain window at 8 epochs vs 150 fine-tune steps). Windows: retrain on the last 7 labelled
-batches, fine-tune on the newest one plus replay from the 4 before; periodic every 7 batches; two
+batches, fine-tune on the newest one plus replay from the 4 before; periodic every 3, 7 and 14 batches; two
 warm-up batches. The policy is the shipped ``ct_assets/policy.toml`` unchanged, at risk tier low.
 ``--quick`` shrinks every stream (a smoke test, a few minutes; too small for the policy's label thresholds).
 """
@@ -54,11 +54,14 @@ ROOT = Path(__file__).resolve().parent.parent
 def hindsight_table(result: BacktestResult) -> str:
     report = result.hindsight
     if report is None:
-        return "(no hindsight: always_retrain not run or a batch without a defined metric)"
+        return "(no hindsight: always_retrain not run or no batch with a defined metric)"
     rows = [[s.k, " ".join(str(report.first_batch + b - 1) for b in s.switch_batches), f"{s.mean_metric:.4f}",
-             f"{(s.k) * report.retrain_cpu_seconds:.2f}"] for s in report.schedules]
-    table = tabulate(rows, headers=["k", "retrain after batches", f"mean {result.metric}", "cpu s (k retrains)"],
-                     tablefmt="github")
+             f"{s.k * report.retrain_train_gflops:.3f}", f"{s.k * report.retrain_cpu_seconds:.2f}"]
+            for s in report.schedules]
+    table = tabulate(rows, headers=["k", "retrain after batches", f"mean {result.metric}", "GFLOPs (k retrains)",
+                                    "cpu s (k retrains)"], tablefmt="github")
+    if report.skipped_batches:
+        table += f"\nskipped (metric undefined): batches {', '.join(map(str, report.skipped_batches))}"
     gap_k = "n/a" if report.gap_at_policy_k is None else f"{report.gap_at_policy_k:+.4f}"
     gap_best = "n/a" if report.gap_to_best is None else f"{report.gap_to_best:+.4f}"
     return (f"{table}\nct_policy: mean {report.policy_mean:.4f} with {report.policy_updates} model changes; "

@@ -43,8 +43,8 @@ def add_backtest_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPar
                                          "sea_gradual | hyperplane_* | stagger_* | agrawal_* | employment_ma")
     source.add_argument("--file", help="your own history: a CSV or Parquet file of timestamped, labelled rows")
     backtest.add_argument("--strategies", default="",
-                          help="comma-separated subset of never,periodic,always_retrain,always_finetune,"
-                               "drift_retrain,ct_policy,online (default: all)")
+                          help="comma-separated subset of never,periodic_3,periodic_7,periodic_14,always_retrain,"
+                               "always_finetune,drift_retrain,ct_policy,online (default: all)")
     backtest.add_argument("--label-delay", type=int, default=0, help="batches until a batch's labels arrive")
     backtest.add_argument("--seed", type=int, default=0)
     backtest.add_argument("--quick", action="store_true", help="a small version of the built-in stream")

@@ -15,6 +15,7 @@ from ct_assets.core.training.artifacts import (
     save_model,
     weights_sha256,
 )
+from ct_assets.core.training.cost import DETERMINISTIC_KEYS, ComputeCost
 from ct_assets.core.training.model import (
     TrainedModel,
     TrainingConfig,
@@ -130,3 +131,29 @@ def test_manifest_fields_must_be_plain_json_and_not_override_derived_keys(tmp_pa
     with pytest.raises(ValueError, match="not plain JSON"):
         save_model(tmp_path, model, {"data_window": object()})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_manifest_written_before_the_deterministic_counts_loads_without_them(tmp_path: Path,
+                                                                               model: TrainedModel) -> None:
+    stored = save_model(tmp_path, model, MANIFEST_FIELDS)
+    assert stored.manifest["compute_cost"]["examples_processed"] == model.cost.examples_processed > 0
+    path = stored.path / MANIFEST_FILE
+    manifest = json.loads(path.read_text())
+    for key in DETERMINISTIC_KEYS:
+        del manifest["compute_cost"][key]
+    path.write_text(json.dumps(manifest))
+    loaded = load_model(tmp_path, stored.model_id)
+    assert (loaded.cost.examples_processed, loaded.cost.n_parameters, loaded.cost.train_gflops) == (None, None, None)
+    assert loaded.cost.cpu_seconds == model.cost.cpu_seconds
+
+
+def test_compute_cost_keys_are_checked() -> None:
+    full = {"wall_seconds": 1.0, "cpu_seconds": 1.0, "device": "cpu", "energy_kwh": 0.0, "co2_kg": 0.0,
+            "estimation_method": "estimate", "examples_processed": 1000, "n_parameters": 50}
+    assert ComputeCost.from_dict(full).train_gflops == pytest.approx(6 * 50 * 1000 / 1e9)
+    with pytest.raises(ValueError, match="both or none"):
+        ComputeCost.from_dict({k: v for k, v in full.items() if k != "n_parameters"})
+    with pytest.raises(ValueError, match="both or none"):
+        ComputeCost.from_dict({**full, "flops": 1.0})
+    with pytest.raises(ValueError, match="both or none"):
+        ComputeCost.from_dict({k: v for k, v in full.items() if k != "device"})

@@ -68,7 +68,7 @@ def result() -> BacktestResult:
 def test_every_strategy_and_the_oracle_run_over_every_evaluated_batch(result):
     names = [run.strategy for run in result.runs]
     assert names == [*backtest_strategies.STRATEGY_NAMES, "oracle"]
-    assert [run.is_reference for run in result.runs] == [False] * 7 + [True]
+    assert [run.is_reference for run in result.runs] == [False] * 9 + [True]
     for name in names:
         batches = [row.batch for row in result.daily if row.strategy == name]
         assert batches == list(range(2, N_BATCHES))
@@ -83,6 +83,9 @@ def test_same_seed_same_tables_and_a_new_seed_changes_them(result):
     compute = result.run("always_retrain").compute
     assert replace(compute, cpu_seconds=1e9, energy_kwh=1.0) == compute  # measurements: explicitly not compared
     assert replace(compute, n_trainings=compute.n_trainings + 1) != compute
+    assert replace(compute, train_gflops=compute.train_gflops * 2) != compute  # deterministic: compared
+    for run in result.runs:  # the deterministic unit repeats exactly, unlike the CPU seconds
+        assert again.run(run.strategy).compute.train_gflops == run.compute.train_gflops
     other = run_backtest(toy_stream(), small_config(seed=2), strategies=(Never(), AlwaysRetrain()))
     assert other.run_id != result.run_id
     assert other.run("always_retrain").mean_metric != result.run("always_retrain").mean_metric
@@ -98,17 +101,23 @@ def test_compute_accounting_per_strategy(result):
     assert [t.step for t in always.trainings] == list(range(2, N_BATCHES))
     assert result.run("always_finetune").fine_tunes == evaluated
     assert result.run("online").online_updates == evaluated
-    # Every 7 batches counted from the warm-up model (trained after batch 1): due after batch 8.
-    assert [t.step for t in result.run("periodic").trainings] == [8]
+    # Every k batches counted from the warm-up model (trained after batch 1): 3 -> after 4 and 7, 7 -> after 8.
+    assert [t.step for t in result.run("periodic_3").trainings] == [4, 7]
+    assert [t.step for t in result.run("periodic_7").trainings] == [8]
+    assert result.run("periodic_14").trainings == ()
     for run in result.runs:
         assert len(run.trainings) == run.compute.n_trainings == run.retrains + run.fine_tunes + run.online_updates
         assert run.compute.cpu_seconds == pytest.approx(sum(t.cost.cpu_seconds for t in run.trainings))
         assert run.compute.wall_seconds == pytest.approx(sum(t.cost.wall_seconds for t in run.trainings))
         assert run.compute.energy_kwh == pytest.approx(sum(t.cost.energy_kwh for t in run.trainings))
         assert run.compute.co2_kg == pytest.approx(sum(t.cost.co2_kg for t in run.trainings))
+        assert run.compute.train_gflops == pytest.approx(sum(t.cost.train_gflops for t in run.trainings))
         for training in run.trainings:  # each cost is the training module's own estimate
             cost = training.cost
-            assert cost == estimate_compute_cost(cost.wall_seconds, cost.cpu_seconds, cost.device, TINY)
+            assert cost == estimate_compute_cost(cost.wall_seconds, cost.cpu_seconds, cost.device, TINY,
+                                                 examples_processed=cost.examples_processed,
+                                                 n_parameters=cost.n_parameters)
+            assert cost.examples_processed > 0 and cost.n_parameters > 0
 
 
 def test_policy_decisions_are_the_live_decide_on_the_same_evidence(result):
@@ -131,7 +140,7 @@ def test_gated_strategy_outcomes_add_up(result):
     rows = [row for row in result.daily if row.strategy == "ct_policy"]
     assert sum("rejected" in row.outcome for row in rows) == policy_run.gate_failures
     assert sum("rolled back" in row.outcome for row in rows) == policy_run.rollbacks
-    for name in ("always_retrain", "always_finetune", "periodic", "drift_retrain"):
+    for name in ("always_retrain", "always_finetune", "periodic_3", "periodic_7", "drift_retrain"):
         assert result.run(name).gate_failures == 0  # fixed strategies promote without gates
 
 
@@ -233,9 +242,11 @@ def test_target_checks_are_data_not_assertions(result):
     policy_run, baseline = result.run("ct_policy"), result.run("always_retrain")
     assert checks["metric_vs_baseline"].value == pytest.approx(policy_run.mean_metric - baseline.mean_metric)
     assert checks["metric_vs_baseline"].met == (checks["metric_vs_baseline"].value >= -0.005)
-    assert checks["compute_share"].value == pytest.approx(policy_run.compute.cpu_seconds / baseline.compute.cpu_seconds)
+    assert checks["compute_share"].value == pytest.approx(policy_run.compute.train_gflops
+                                                          / baseline.compute.train_gflops)
     dominating = [r.strategy for r in result.runs if not r.is_reference and r.strategy != "ct_policy"
-                  and r.mean_metric > policy_run.mean_metric and r.compute.cpu_seconds < policy_run.compute.cpu_seconds]
+                  and r.mean_metric > policy_run.mean_metric
+                  and r.compute.train_gflops < policy_run.compute.train_gflops]
     assert checks["pareto"].met == (not dominating)
     assert all(check.stream == "toy" and check.label_delay == 0 for check in checks.values())
 

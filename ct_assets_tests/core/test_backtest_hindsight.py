@@ -9,6 +9,7 @@ from ct_assets.core.backtest.hindsight import (
     best_schedules,
     hindsight_report,
     schedule_mean,
+    skipped_columns,
 )
 
 
@@ -82,3 +83,22 @@ def test_report_measures_the_policy_against_the_schedule_with_as_many_retrains()
     lower = hindsight_report(matrix, 2, policy_mean=0.7, policy_updates=0, max_k=3, higher_is_better=False)
     assert lower.gap_at_policy_k == pytest.approx(0.7 - lower.schedules[0].mean_metric)
     assert hindsight_report(matrix, 2, None, 0).gap_to_best is None
+
+
+def test_a_batch_without_a_defined_metric_is_skipped_not_the_whole_report():
+    matrix = random_matrix(np.random.default_rng(3), 6)
+    matrix[:, 2] = np.nan  # AUC on a single-class batch: undefined for every model
+    assert skipped_columns(matrix) == (2,)
+    kept = [0, 1, 3, 4, 5]
+    serving = np.zeros(6, dtype=int)
+    serving[4:] = 4
+    expected = np.mean([matrix[serving[c], c] for c in kept])
+    assert schedule_mean(matrix, (4,)) == pytest.approx(expected)
+    schedules = best_schedules(matrix, max_k=5)
+    assert [s.k for s in schedules] == [1, 2, 3, 4, 5]  # a model starting at the skipped batch is still usable
+    for schedule in schedules:
+        assert schedule.mean_metric == pytest.approx(brute_force(matrix, schedule.k, [1, 2, 3, 4, 5]))
+    report = hindsight_report(matrix, first_batch=2, policy_mean=0.7, policy_updates=1, max_k=3)
+    assert report.skipped_batches == (4,) and report.gap_at_policy_k == pytest.approx(schedules[0].mean_metric - 0.7)
+    with pytest.raises(ValueError, match="no batch"):
+        best_schedules(np.full((3, 3), np.nan))

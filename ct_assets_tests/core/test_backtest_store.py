@@ -13,6 +13,7 @@ from ct_assets.core.backtest.engine import run_backtest
 from ct_assets.core.backtest.plot import pareto_front, write_backtest_plot
 from ct_assets.core.backtest.results import BacktestResult
 from ct_assets.core.backtest.store import (
+    ensure_backtest_tables,
     load_backtest_daily,
     load_backtest_runs,
     write_backtest,
@@ -56,6 +57,8 @@ def test_round_trip_through_a_duckdb_file(tmp_path, result):
         assert row["mean_accuracy"] == pytest.approx(run.mean_accuracy)
         assert row["retrains"] == run.retrains and row["fine_tunes"] == run.fine_tunes
         assert row["cpu_seconds"] == pytest.approx(run.compute.cpu_seconds)
+        assert row["train_gflops"] == pytest.approx(run.compute.train_gflops)
+        assert row["escalations"] == run.escalations and row["escalations_approved"] == run.escalations_approved
         assert row["energy_kwh"] == pytest.approx(run.compute.energy_kwh)
         assert row["co2_kg"] == pytest.approx(run.compute.co2_kg)
         assert bool(row["is_reference"]) == run.is_reference
@@ -68,6 +71,18 @@ def test_round_trip_through_a_duckdb_file(tmp_path, result):
         assert stored.loc[(row.strategy, row.batch), "metric"] == pytest.approx(row.metric)
         assert stored.loc[(row.strategy, row.batch), "action"] == row.action
         assert bool(stored.loc[(row.strategy, row.batch), "is_change_point"]) == row.is_change_point
+
+
+def test_a_table_from_before_the_new_columns_gains_them(tmp_path, result):
+    database = tmp_path / "old.duckdb"
+    with duckdb.connect(str(database)) as con:
+        ensure_backtest_tables(con)
+        con.execute("ALTER TABLE backtest_runs DROP COLUMN train_gflops")
+        con.execute("ALTER TABLE backtest_runs DROP COLUMN escalations_approved")
+        write_backtest(con, result)
+        runs = load_backtest_runs(con, result.run_id)
+    row = runs[runs["strategy"] == "always_retrain"].iloc[0]
+    assert row["train_gflops"] == pytest.approx(result.run("always_retrain").compute.train_gflops)
 
 
 def test_rewriting_a_run_replaces_its_rows_and_a_failed_write_changes_nothing(tmp_path, result):

@@ -49,7 +49,7 @@ def test_record_round_trips_the_decision_and_the_evidence(con: duckdb.DuckDBPyCo
     assert (record.action, record.wanted_action, record.requires_approval) == ("fine_tune", "fine_tune", False)
     assert record.reasons == decision.reasons and record.reasons[0].startswith("drift_scope: drift is local")
     assert record.fired_rules == ("drift_scope",)
-    assert record.estimated_cost == config.cost.default_fine_tune_cost and record.cost_unit == "cpu_seconds"
+    assert record.estimated_cost == config.cost.default_fine_tune_cost and record.cost_unit == config.cost.unit
     assert record.budget_left == pytest.approx(3_000.0 - config.cost.default_fine_tune_cost)
     assert record.policy_version == config.policy_version
     assert record.evidence == evidence_to_dict(LOCAL_SHIFT)

@@ -101,11 +101,13 @@ def add_labels(con: duckdb.DuckDBPyConnection, ids: range, event_day: dt.date, a
 
 def add_model(con: duckdb.DuckDBPyConnection, model_id: str, path: str, window_end: dt.date | None,
               parent: str | None = None, cpu_s: float | None = 100.0, energy_kwh: float | None = 0.01,
-              metrics: dict[str, Any] | None = None, created_at: dt.datetime = CREATED) -> None:
+              metrics: dict[str, Any] | None = None, created_at: dt.datetime = CREATED,
+              train_gflops: float | None = None) -> None:
     register_candidate(con, ModelRecord(
         model_id=model_id, training_path=path, parent_model_id=parent, created_at=created_at,
         data_window_start=None if window_end is None else window_end - dt.timedelta(days=13),
-        data_window_end=window_end, cpu_s=cpu_s, energy_kwh=energy_kwh, metrics=metrics or {}))
+        data_window_end=window_end, cpu_s=cpu_s, energy_kwh=energy_kwh, train_gflops=train_gflops,
+        metrics=metrics or {}))
 
 
 def test_empty_warehouse_gives_neutral_evidence_with_notes(tmp_path: Path, config: PolicyConfig) -> None:
@@ -129,9 +131,10 @@ def test_empty_warehouse_gives_neutral_evidence_with_notes(tmp_path: Path, confi
 
 def test_every_field_is_mapped_from_the_days_rows(con: duckdb.DuckDBPyConnection, config: PolicyConfig) -> None:
     # Production: a retrain (window ends day -10) fine-tuned twice, the last on data up to day -4.
-    add_model(con, "m-base", "retrain", day(-10), cpu_s=500.0)
-    add_model(con, "m-ft1", "fine_tune", day(-7), parent="m-base", cpu_s=50.0)
-    add_model(con, "m-prod", "fine_tune", day(-4), parent="m-ft1", cpu_s=70.0, metrics={"fine_tune_divergence": 0.12})
+    add_model(con, "m-base", "retrain", day(-10), cpu_s=500.0, train_gflops=5.0)
+    add_model(con, "m-ft1", "fine_tune", day(-7), parent="m-base", cpu_s=50.0, train_gflops=0.5)
+    add_model(con, "m-prod", "fine_tune", day(-4), parent="m-ft1", cpu_s=70.0, train_gflops=0.7,
+              metrics={"fine_tune_divergence": 0.12})
     for model_id in ("m-base", "m-ft1", "m-prod"):
         promote(con, model_id, actor="test", reason="setup")
     # Orders and labels: 100 orders a day for the 7-day recent window; labels arrive a day later.
@@ -166,9 +169,9 @@ def test_every_field_is_mapped_from_the_days_rows(con: duckdb.DuckDBPyConnection
     assert evidence.label_coverage_recent == pytest.approx(360 / 700)
     assert evidence.production_model_age_days == 4.0
     assert evidence.fine_tunes_since_full_retrain == 2 and evidence.fine_tune_divergence == pytest.approx(0.12)
-    # Spent in the 7-day period day -6..0: m-prod (70); m-ft1 (window end day -7) is outside.
-    assert evidence.compute_budget_left == pytest.approx(config.cost.budget_per_period - 70.0)
-    assert evidence.retrain_cost_estimate == 500.0 and evidence.fine_tune_cost_estimate == pytest.approx(60.0)
+    # Spent in the 7-day period day -6..0: m-prod (0.7 GFLOPs); m-ft1 (window end day -7) is outside.
+    assert evidence.compute_budget_left == pytest.approx(config.cost.budget_per_period - 0.7)
+    assert evidence.retrain_cost_estimate == 5.0 and evidence.fine_tune_cost_estimate == pytest.approx(0.6)
     assert evidence.risk_tier == "high" and evidence.production_model_exists is True
     assert evidence.affected_regions == ("south",)
     assert evidence.architecture_change_required is True and evidence.rapid_rollback_needed is True
@@ -216,8 +219,9 @@ def test_budget_window_cost_unit_and_median_estimates(con: duckdb.DuckDBPyConnec
     add_model(con, "m-manual", "retrain", None, cpu_s=10.0, energy_kwh=0.01,
               created_at=dt.datetime.combine(day(-1), dt.time(9)))
 
-    cpu = gather_evidence(con, DAY, load_policy_config())
-    assert cpu.compute_budget_left == pytest.approx(3_600.0 - (600.0 + 80.0 + 10.0))
+    cpu_config = config_with("cost", "unit", "cpu_seconds")
+    cpu = gather_evidence(con, DAY, cpu_config)
+    assert cpu.compute_budget_left == pytest.approx(cpu_config.cost.budget_per_period - (600.0 + 80.0 + 10.0))
     assert cpu.retrain_cost_estimate == pytest.approx(500.0)  # median of 400, 800, 600, 10 (m-future is later)
     assert cpu.fine_tune_cost_estimate == pytest.approx(60.0)  # median of 40, 80 (m-f3 unmeasured)
     assert "1 of 4 runs" in evidence_notes(cpu)["cost"]
@@ -228,7 +232,20 @@ def test_budget_window_cost_unit_and_median_estimates(con: duckdb.DuckDBPyConnec
     assert kwh.fine_tune_cost_estimate == pytest.approx(0.06)
 
     shorter = gather_evidence(con, DAY, config_with("cost", "period_days", 1))
-    assert shorter.compute_budget_left == pytest.approx(3_600.0 - 80.0)
+    assert shorter.compute_budget_left == pytest.approx(shorter_budget := load_policy_config().cost.budget_per_period)
+    assert shorter_budget and "have no measured train_gflops" in evidence_notes(shorter)["cost"]
+
+
+def test_the_deterministic_unit_reads_the_train_gflops_column(con: duckdb.DuckDBPyConnection) -> None:
+    add_model(con, "m-r1", "retrain", day(-2), cpu_s=5.0, train_gflops=3.0)
+    add_model(con, "m-f1", "fine_tune", day(0), cpu_s=0.5, train_gflops=0.6)
+    add_model(con, "m-old", "fine_tune", day(-1), cpu_s=0.4)  # registered before the unit existed
+    config = load_policy_config()
+    evidence = gather_evidence(con, DAY, config)
+    assert config.cost.unit == "train_gflops"
+    assert evidence.compute_budget_left == pytest.approx(config.cost.budget_per_period - 3.6)
+    assert (evidence.retrain_cost_estimate, evidence.fine_tune_cost_estimate) == pytest.approx((3.0, 0.6))
+    assert "1 of 3 runs" in evidence_notes(evidence)["cost"]
 
 
 def test_fine_tune_chain_counts_back_to_the_last_retrain(con: duckdb.DuckDBPyConnection,

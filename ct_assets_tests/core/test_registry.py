@@ -33,7 +33,7 @@ def candidate(model_id: str, minute: int = 0, **overrides: object) -> ModelRecor
         trigger="drift", trigger_reason="sensor_signal KS p < 0.01", decision_id="d-1", drift_report_id="r-7",
         data_window_start=date(2026, 1, 1), data_window_end=date(2026, 1, 14), n_train_rows=1234,
         hyperparameters={"epochs": 8, "hidden_sizes": [32, 16]}, metrics={"holdout_auc": 0.8},
-        wall_s=1.5, cpu_s=2.9, energy_kwh=3.2e-6, co2_kg=1.5e-6, artifact_path=f"data/models/{model_id}",
+        wall_s=1.5, cpu_s=2.9, energy_kwh=3.2e-6, train_gflops=0.25, co2_kg=1.5e-6, artifact_path=f"data/models/{model_id}",
         weights_sha256="ab" * 32, code_version="0123abcd", policy_version="p-1",
     )
     values.update(overrides)
@@ -52,6 +52,17 @@ def test_register_round_trips_every_field_and_is_idempotent(con: duckdb.DuckDBPy
     assert con.execute("SELECT count(*) FROM model_registry").fetchall() == [(1,)]
     assert get_model(con, "m-unknown") is None
     assert get_production(con) is None
+
+
+def test_a_registry_from_before_the_deterministic_unit_gains_its_column(tmp_path) -> None:
+    with duckdb.connect(str(tmp_path / "old.duckdb")) as old:
+        ensure_registry_tables(old)
+        old.execute("ALTER TABLE model_registry DROP COLUMN train_gflops")
+        old.execute("INSERT INTO model_registry (model_id, created_at, status, training_path, cpu_s) "
+                    "VALUES ('m-old', TIMESTAMP '2026-01-01 00:00:00', 'retired', 'retrain', 2.0)")
+        ensure_registry_tables(old)
+        assert get_model(old, "m-old").train_gflops is None  # type: ignore[union-attr]
+        assert register_candidate(old, candidate("m-aaaaaaaaaaaa")).train_gflops == 0.25
 
 
 def test_candidates_cannot_be_registered_straight_into_production(con: duckdb.DuckDBPyConnection) -> None:

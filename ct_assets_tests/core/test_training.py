@@ -128,6 +128,41 @@ def test_compute_cost_follows_the_documented_estimate(base_model: TrainedModel) 
     assert "estimate" in cost.estimation_method
 
 
+def mini_batch_rows(n_rows: int, batch_size: int, steps: int) -> int:
+    """Rows of the first ``steps`` mini-batches of repeated passes over ``n_rows`` rows."""
+    sizes = [min(batch_size, n_rows - start) for start in range(0, n_rows, batch_size)]
+    return sum(sizes[step % len(sizes)] for step in range(steps))
+
+
+def test_deterministic_cost_counts_every_mini_batch_row_the_same_way_twice(base_model: TrainedModel) -> None:
+    cost = base_model.cost
+    input_dim = base_model.preprocessor.input_dim
+    assert cost.n_parameters == input_dim * 16 + 16 + 16 + 1
+    assert cost.examples_processed == SMALL.epochs * 3000
+    assert cost.train_gflops == pytest.approx(6 * cost.n_parameters * SMALL.epochs * 3000 / 1e9)
+    features, labels = synthetic_orders(3000, seed=0)
+    again = train_from_scratch(features, labels, SMALL).cost
+    assert (again.examples_processed, again.n_parameters, again.train_gflops) == \
+        (cost.examples_processed, cost.n_parameters, cost.train_gflops)
+
+    recent, recent_labels = synthetic_orders(1000, seed=5)
+    tuned = fine_tune(base_model, recent, recent_labels, features, labels, SMALL)
+    assert tuned.n_train_rows == 1000 + tuned.n_replay_rows
+    assert tuned.cost.examples_processed == mini_batch_rows(tuned.n_train_rows, SMALL.batch_size,
+                                                            SMALL.fine_tune_max_steps)
+    assert tuned.cost.n_parameters == cost.n_parameters
+
+
+def test_min_steps_is_a_floor_for_a_small_training_set() -> None:
+    features, labels = synthetic_orders(300, seed=2)
+    floored = train_from_scratch(features, labels, replace(SMALL, min_steps=25))
+    assert floored.n_steps == 25  # 4 epochs of 3 mini-batches would be 12
+    assert floored.cost.examples_processed == mini_batch_rows(300, SMALL.batch_size, 25)
+    assert train_from_scratch(features, labels, replace(SMALL, min_steps=5)).n_steps == 12  # only a floor
+    with pytest.raises(ValueError, match="min_steps"):
+        TrainingConfig(min_steps=-1)
+
+
 def test_preprocessor_round_trips_through_json() -> None:
     features, _ = synthetic_orders(300, seed=10)
     features.loc[:5, "discount"] = np.nan

@@ -31,10 +31,10 @@ def test_backtest_assets_store_the_run_and_the_snapshot_carries_it(instance, res
 
 def test_ct_backtest_prints_the_table_and_stores_it(tmp_path, capsys):
     db = tmp_path / "bt.duckdb"
-    assert main(["backtest", "--stream", "stagger_gradual", "--quick", "--strategies", "never,periodic",
+    assert main(["backtest", "--stream", "stagger_gradual", "--quick", "--strategies", "never,periodic_7",
                  "--label-delay", "1", "--db", str(db)]) == 0
     out = capsys.readouterr().out
-    assert "| never" in out and "| periodic" in out and "oracle (ref)" in out and "stored in backtest_runs" in out
+    assert "| never" in out and "| periodic_7" in out and "oracle (ref)" in out and "stored in backtest_runs" in out
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT DISTINCT label_delay FROM backtest_runs").fetchall() == [(1,)]
 

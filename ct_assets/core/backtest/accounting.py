@@ -28,5 +28,6 @@ def summarise_run(name: str, is_reference: bool, metrics: list[float | None], ac
         mean_accuracy=float(np.mean(accuracies)),
         retrains=counts["retrains"], fine_tunes=counts["fine_tunes"], online_updates=counts["online_updates"],
         promotions=counts["promotions"], gate_failures=counts["gate_failures"], rollbacks=counts["rollbacks"],
-        escalations=counts["escalations"], drift_triggers=counts["drift_triggers"], recovery=recovery,
+        escalations=counts["escalations"], escalations_approved=counts["escalations_approved"],
+        drift_triggers=counts["drift_triggers"], recovery=recovery,
         compute=ComputeTotals.of([run.cost for run in trainings]), trainings=trainings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ct_assets.core.backtest.human import HumanResponse
 from ct_assets.core.backtest.scoring import METRICS
 from ct_assets.core.monitoring.concept_drift import ConceptDriftConfig
 from ct_assets.core.release.lineup import GateSettings
@@ -30,7 +31,6 @@ class BacktestConfig:
     window_batches: int = 7
     fine_tune_window_batches: int = 1
     replay_batches: int = 4
-    periodic_every: int = 7
     metric: str = "auc"
     seed: int = 0
     training: TrainingConfig = field(default_factory=lambda: TrainingConfig(device="cpu"))
@@ -50,6 +50,8 @@ class BacktestConfig:
     # fine-tune that failed to learn a new regime then does not make its own poor level the baseline)
     # or "model_window" (the serving model's own window; a what-if).
     concept_reference: str = "retrain_window"
+    # Who answers an escalation (core/backtest/human.py): "approve_after:N" batches, or "never".
+    human: str = "approve_after:1"
     include_oracle: bool = True
     hindsight_max_k: int = 10
     # Torch intra-op threads during the run (restored after); None leaves torch's setting alone. The
@@ -60,7 +62,7 @@ class BacktestConfig:
     def __post_init__(self) -> None:
         if self.label_delay < 0:
             raise ValueError(f"label_delay must be >= 0, got {self.label_delay}")
-        for name in ("warmup_batches", "window_batches", "fine_tune_window_batches", "periodic_every",
+        for name in ("warmup_batches", "window_batches", "fine_tune_window_batches",
                      "recovery_pre_batches", "max_reference_rows", "hindsight_max_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -75,6 +77,7 @@ class BacktestConfig:
             raise ValueError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
         if self.rollback_margin < 0 or self.recovery_tolerance < 0:
             raise ValueError("rollback_margin and recovery_tolerance must be >= 0")
+        HumanResponse.parse(self.human)
         if self.torch_threads is not None and self.torch_threads < 1:
             raise ValueError(f"torch_threads must be >= 1 or None, got {self.torch_threads}")
 

@@ -21,7 +21,7 @@ also carries torch's one-time start-up).
 
 Determinism: under a seed the tables are identical run to run; the measured compute (seconds,
 energy, CO2) is excluded from equality (``compare=False``). The policy sees measured costs only
-through its budget rule, which with the shipped budget (3600 CPU-s per 7 days) never binds at
+through its budget rule, which with the shipped budget (8,000 GFLOPs per 7 days) never binds at
 backtest sizes; a budget that binds makes decisions depend on timing.
 
 Example::
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections import Counter
 from dataclasses import replace
 from typing import Any
@@ -61,6 +62,9 @@ from ct_assets.core.decision.policy_config import ACTION_RETRAIN, load_policy_co
 from ct_assets.core.training.model import TrainedModel, predict_proba, train_from_scratch
 
 ORACLE = "oracle"
+# Below this spread of its scores on the warm-up holdout rows, the warm-up model counts as constant.
+CONSTANT_SCORE_STD = 0.01
+logger = logging.getLogger(__name__)
 
 
 def _oracle(data: Batches, config: BacktestConfig) -> tuple[StrategyRun, tuple[DailyRow, ...]]:
@@ -100,25 +104,41 @@ def _hindsight(data: Batches, config: BacktestConfig, initial: Serving,
     size = n - first
     matrix = np.full((size, size), np.nan)
 
-    def fill(row: int, model: TrainedModel) -> bool:
+    def fill(row: int, model: TrainedModel) -> None:
+        # A batch without a defined metric (AUC on a single class) stays NaN for every model: skipped.
         for column in range(row, size):
             batch = first + column
             value = batch_metric(config.metric, data.labels[batch], predict_proba(model, data.frame(batch)))
-            if value is None:
-                return False
-            matrix[row, column] = value
-        return True
+            matrix[row, column] = np.nan if value is None else value
 
-    if not fill(0, initial.model):
-        return None  # a batch without a defined metric: no schedule can be scored
+    fill(0, initial.model)
+    if not np.isfinite(matrix[0]).any():
+        return None  # no batch has a defined metric: no schedule can be scored
     for step, model in retrained:
         if step - first + 1 < size:
             fill(step - first + 1, model)
     policy_mean = None if policy is None else policy.mean_metric
     policy_updates = 0 if policy is None else policy.promotions - policy.rollbacks
-    cost = float(np.mean([m.cost.cpu_seconds for _, m in retrained])) if retrained else 0.0
+    costs = ComputeTotals.of([m.cost for _, m in retrained])
+    count = max(1, costs.n_trainings)
     return hindsight_report(matrix, first, policy_mean, policy_updates, config.hindsight_max_k,
-                            higher_is_better(config.metric), cost)
+                            higher_is_better(config.metric), costs.train_gflops / count, costs.cpu_seconds / count)
+
+
+def warmup_notes(data: Batches, config: BacktestConfig, initial: Serving) -> tuple[str, ...]:
+    """A warning when the shared warm-up model is constant on its holdout rows (one predicted class, or
+    scores that barely vary): every strategy starts from it, so early batches measure little."""
+    holdout, _, _ = data.rows(0, config.warmup_batches - 1, "holdout")
+    if holdout.empty:
+        return ()
+    scores = predict_proba(initial.model, holdout)
+    classes = np.unique(scores >= 0.5)
+    if len(classes) > 1 and float(scores.std()) >= CONSTANT_SCORE_STD:
+        return ()
+    verdict = f"predicts only class {int(classes[0])}" if len(classes) == 1 else "scores barely vary"
+    return (f"the warm-up model is constant: it {verdict} on its {len(scores)} holdout rows (score std "
+            f"{float(scores.std()):.4f}, {initial.model.n_steps} optimizer steps); give it more steps "
+            f"(TrainingConfig.min_steps) or more warm-up batches",)
 
 
 def _strategy_description(strategy: Strategy) -> dict[str, Any]:
@@ -159,7 +179,7 @@ def run_backtest(stream: Stream, config: BacktestConfig | None = None,
 
 def _run(stream: Stream, config: BacktestConfig, strategies: tuple[Strategy, ...] | None) -> BacktestResult:
     if strategies is None:
-        strategies = default_strategies(load_policy_config(), config.periodic_every)
+        strategies = default_strategies(load_policy_config())
     names = [s.name for s in strategies]
     if not names or len(set(names)) != len(names) or ORACLE in names:
         raise ValueError(f"strategies need distinct names other than {ORACLE!r}, got {names}")
@@ -168,6 +188,9 @@ def _run(stream: Stream, config: BacktestConfig, strategies: tuple[Strategy, ...
                          f"{config.warmup_batches} warm-up batches")
     data = Batches.prepare(stream, config.holdout_fraction, config.seed)
     initial = initial_model(data, config)
+    notes = warmup_notes(data, config, initial)
+    for note in notes:
+        logger.warning("backtest of %s: %s", stream.spec.name, note)
     outcomes = {s.name: Replay(data, config, s, initial, isinstance(s, AlwaysRetrain)).run() for s in strategies}
     runs = [outcome.run for outcome in outcomes.values()]
     daily = [row for outcome in outcomes.values() for row in outcome.daily]
@@ -188,5 +211,5 @@ def _run(stream: Stream, config: BacktestConfig, strategies: tuple[Strategy, ...
         first_batch=config.warmup_batches, n_batches=stream.n_batches, window_batches=config.window_batches,
         change_points=stream.spec.change_points, warmup_compute=ComputeTotals.of([initial.model.cost]),
         runs=tuple(runs), daily=tuple(daily), hindsight=hindsight,
-        config_json=config_json,
+        config_json=config_json, notes=notes,
         policy_steps=tuple(step for outcome in outcomes.values() for step in outcome.policy_steps))

@@ -4,7 +4,9 @@ Given ``matrix[r, j]``, the metric on evaluated batch ``j`` of the model that st
 batch ``r`` (row 0: the warm-up model, serving from the first batch; row ``r >= 1``: the model
 retrained right before batch ``r``), a schedule of ``k`` retrain points ``r_1 < ... < r_k`` serves
 batch ``j`` with the newest model started at or before ``j``. :func:`best_schedules` finds, for each
-``k``, the schedule with the best mean metric by dynamic programming in ``O(k n^2)``.
+``k``, the schedule with the best mean metric by dynamic programming in ``O(k n^2)``. A batch whose
+metric is undefined for every model (AUC on a single class: an all-NaN column) is skipped: the mean is
+over the other batches, as the strategies' means are.
 
 The backtest fills the matrix with the ``always_retrain`` models (trained anyway), so the
 reference costs no extra training.
@@ -34,31 +36,48 @@ class HindsightSchedule:
     mean_metric: float
 
 
-def _validated(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The matrix as float64 and which rows (models) are available."""
+def skipped_columns(matrix: np.ndarray) -> tuple[int, ...]:
+    """Columns (batches) no model has a metric on: skipped by the schedules.
+
+    >>> skipped_columns(np.array([[0.8, np.nan, 0.7], [np.nan, np.nan, 0.9], [np.nan, np.nan, 0.9]]))
+    (1,)
+    """
+    undefined = ~np.isfinite(np.asarray(matrix, dtype=np.float64))
+    return tuple(int(c) for c in np.flatnonzero(undefined.all(axis=0)))
+
+
+def _validated(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """The matrix as float64 (skipped columns zeroed), which rows (models) are available, and how many
+    batches are scored."""
     values = np.asarray(matrix, dtype=np.float64)
     if values.ndim != 2 or values.shape[0] != values.shape[1] or values.shape[0] < 1:
         raise ValueError(f"matrix must be square (models x batches), got shape {values.shape}")
     n = values.shape[0]
+    skipped = list(skipped_columns(values))
+    if len(skipped) == n:
+        raise ValueError("no batch has a defined metric")
+    scored = np.ones(n, dtype=bool)
+    scored[skipped] = False
     upper = np.triu(np.ones((n, n), dtype=bool))
-    finite = np.isfinite(values) | ~upper
+    finite = np.isfinite(values) | ~upper | ~scored
     available = finite.all(axis=1)
-    partial = ~available & np.isfinite(np.where(upper, values, np.nan)).any(axis=1)
+    if not available[0]:
+        raise ValueError("row 0 (the model serving from the first batch) must be finite on every scored batch")
+    partial = ~available & (np.isfinite(values) & upper).any(axis=1)
     if partial.any():
         raise ValueError(f"rows {np.flatnonzero(partial).tolist()} are partly undefined on or after their "
                          "first batch: a model is either available (finite from its batch on) or all NaN")
-    if not available[0]:
-        raise ValueError("row 0 (the model serving from the first batch) must be finite on every batch")
-    return values, available
+    values = np.where(scored, values, 0.0)  # a skipped batch adds nothing to any schedule's total
+    return values, available, n - len(skipped)
 
 
 def schedule_mean(matrix: np.ndarray, switch_batches: tuple[int, ...]) -> float:
-    """Mean metric of serving each batch with the newest model started at or before it.
+    """Mean metric over the scored batches of serving each with the newest model started at or before it.
 
     >>> round(schedule_mean(np.array([[0.8, 0.5], [np.nan, 0.9]]), (1,)), 3)
     0.85
     """
-    values, available = _validated(matrix)
+    values, available, scored = _validated(matrix)
     n = values.shape[0]
     switches = sorted(set(switch_batches))
     if any(not 1 <= s < n or not available[s] for s in switches):
@@ -66,7 +85,7 @@ def schedule_mean(matrix: np.ndarray, switch_batches: tuple[int, ...]) -> float:
     serving = np.zeros(n, dtype=np.int64)
     for switch in switches:
         serving[switch:] = switch
-    return float(values[serving, np.arange(n)].mean())
+    return float(values[serving, np.arange(n)].sum() / scored)
 
 
 def best_schedules(matrix: np.ndarray, max_k: int = 10, higher_is_better: bool = True) -> tuple[HindsightSchedule, ...]:
@@ -77,7 +96,7 @@ def best_schedules(matrix: np.ndarray, max_k: int = 10, higher_is_better: bool =
     """
     if max_k < 1:
         raise ValueError(f"max_k must be >= 1, got {max_k}")
-    values, available = _validated(matrix)
+    values, available, scored = _validated(matrix)
     sign = 1.0 if higher_is_better else -1.0
     n = values.shape[0]
     # prefix[r, e] = sum of sign * values[r, r:e] (columns before r are never used).
@@ -103,7 +122,7 @@ def best_schedules(matrix: np.ndarray, max_k: int = 10, higher_is_better: bool =
         for c in range(k, 0, -1):
             r = int(choice[c, r])
             switches.append(r)
-        schedules.append(HindsightSchedule(k, tuple(switches), float(sign * best[k, 0] / n)))
+        schedules.append(HindsightSchedule(k, tuple(switches), float(sign * best[k, 0] / scored)))
     return tuple(schedules)
 
 
@@ -116,8 +135,9 @@ class HindsightReport:
     the number of model changes the policy made (retrains + fine-tunes that were promoted and kept);
     ``gap_at_policy_k`` is the best mean with that many retrains (clamped to the computed range)
     minus the policy's mean, ``gap_to_best`` the same against the best over every k (positive: the
-    hindsight schedule is better). ``retrain_cpu_seconds`` is the mean measured cost of one of the
-    retrains the schedules reuse (not part of equality: it is a measurement).
+    hindsight schedule is better). ``retrain_train_gflops`` is the mean deterministic cost of one of the
+    retrains the schedules reuse, ``retrain_cpu_seconds`` its measured CPU time (not part of equality).
+    ``skipped_batches`` are the stream batches without a defined metric, left out of every mean.
     """
 
     first_batch: int
@@ -127,6 +147,8 @@ class HindsightReport:
     gap_at_policy_k: float | None
     gap_to_best: float | None
     higher_is_better: bool = True
+    skipped_batches: tuple[int, ...] = ()
+    retrain_train_gflops: float = 0.0
     retrain_cpu_seconds: float = field(default=0.0, compare=False)
 
     @property
@@ -138,7 +160,7 @@ class HindsightReport:
 
 
 def hindsight_report(matrix: np.ndarray, first_batch: int, policy_mean: float | None, policy_updates: int,
-                     max_k: int = 10, higher_is_better: bool = True,
+                     max_k: int = 10, higher_is_better: bool = True, retrain_train_gflops: float = 0.0,
                      retrain_cpu_seconds: float = 0.0) -> HindsightReport:
     """Best schedules for k = 1..max_k and the policy's distance from them (see :class:`HindsightReport`)."""
     schedules = best_schedules(matrix, max_k, higher_is_better)
@@ -149,5 +171,6 @@ def hindsight_report(matrix: np.ndarray, first_batch: int, policy_mean: float | 
         pick = max if higher_is_better else min
         gap_at_k = sign * (at_k.mean_metric - policy_mean)
         gap_best = sign * (pick(s.mean_metric for s in schedules) - policy_mean)
+    skipped = tuple(first_batch + column for column in skipped_columns(matrix))
     return HindsightReport(first_batch, schedules, policy_mean, policy_updates, gap_at_k, gap_best,
-                           higher_is_better, retrain_cpu_seconds)
+                           higher_is_better, skipped, retrain_train_gflops, retrain_cpu_seconds)

@@ -1,5 +1,6 @@
 """One PNG per backtest run: the metric over batches per strategy (change points marked) and a
-cost-vs-accuracy scatter (CPU seconds against mean metric, one point per strategy, Pareto front marked).
+cost-vs-accuracy scatter (training GFLOPs, the deterministic cost unit, against mean metric, one point per
+strategy, Pareto front marked).
 
 matplotlib is imported inside :func:`write_backtest_plot` and drawn through its Agg canvas (no pyplot,
 no display), so importing this module stays cheap.
@@ -65,7 +66,7 @@ def write_backtest_plot(result: BacktestResult, path: str | Path) -> Path:
     line_axes.legend(fontsize=7, ncol=2)
 
     real = [run for run in result.runs if not run.is_reference]
-    points = {run.strategy: (run.compute.cpu_seconds, run.mean_metric) for run in real}
+    points = {run.strategy: (run.compute.train_gflops, run.mean_metric) for run in real}
     front = pareto_front(points, result.higher_is_better)
     for name, (cost, metric) in points.items():
         on_front = name in front
@@ -74,7 +75,7 @@ def write_backtest_plot(result: BacktestResult, path: str | Path) -> Path:
         scatter_axes.annotate(name, (cost, metric), textcoords="offset points", xytext=(4, 4), fontsize=8)
     scatter_axes.plot([points[name][0] for name in front], [points[name][1] for name in front],
                       color="tab:red", linewidth=1.0, label="Pareto front")
-    scatter_axes.set_xlabel("training compute (CPU seconds, warm-up model excluded)")
+    scatter_axes.set_xlabel("training compute (GFLOPs = 6 x weights x examples, warm-up model excluded)")
     scatter_axes.set_ylabel(f"mean {result.metric}")
     scatter_axes.set_title("cost vs accuracy", fontsize=10)
     scatter_axes.legend(fontsize=8)

@@ -15,6 +15,7 @@ import pandas as pd
 from ct_assets.core.backtest.accounting import summarise_run
 from ct_assets.core.backtest.batches import Batches
 from ct_assets.core.backtest.config import BacktestConfig
+from ct_assets.core.backtest.human import HumanResponse, OpenEscalation
 from ct_assets.core.backtest.results import DailyRow, PolicyStep, StrategyRun
 from ct_assets.core.backtest.scoring import accuracy, batch_metric, higher_is_better
 from ct_assets.core.backtest.serving import Reference, Serving, fit_candidate, monitoring_reference
@@ -23,6 +24,7 @@ from ct_assets.core.backtest.strategies import (
     ReplayState,
     StepSignal,
     Strategy,
+    StrategyDecision,
     TrainingRun,
     batch_error,
 )
@@ -74,6 +76,8 @@ class Replay:
         self.updates_since_anchor = 0
         self.pending_judgement: Serving | None = None  # the model a fresh promotion replaced
         self.rejection: tuple[int, str] | None = None  # (step, path) of a candidate rejected since the update
+        self.human = HumanResponse.parse(config.human)
+        self.open_escalation: OpenEscalation | None = None
         # The warm-up model counts in the policy's cost history (as the first registered run does live)
         # but not in this strategy's compute: every strategy shares it.
         self.trainings: list[TrainingRun] = [TrainingRun(config.warmup_batches - 1, "retrain", initial.model.cost)]
@@ -151,14 +155,51 @@ class Replay:
         if choice.drift_triggered:
             self.counts["drift_triggers"] += 1
         if choice.action == ACTION_ESCALATE:
-            self.counts["escalations"] += 1
-            outcomes.append("escalated: no human answers in a backtest")
+            self.escalate(step, choice, outcomes)
         elif choice.action in (ACTION_RETRAIN, ACTION_FINE_TUNE):
             first = choice.decision.training_window_start if choice.decision is not None else None
             self.train_and_promote(choice.action, step, newest, choice.evidence, outcomes, first)
         elif choice.action == ACTION_ONLINE:
             self.online_step(step, newest, outcomes)
+        self.answer_escalation(step, newest, choice.action, outcomes)
         return choice.action, outcomes, choice.drift_triggered
+
+    # --- escalations ----------------------------------------------------------------------------------
+
+    def escalate(self, step: int, choice: StrategyDecision, outcomes: list[str]) -> None:
+        """Count the escalation and put its recommended action to the modelled human (core/backtest/human.py)."""
+        self.counts["escalations"] += 1
+        if self.human.approve_after is None:
+            outcomes.append("escalated; no answer")
+            return
+        if self.open_escalation is not None:
+            outcomes.append(f"escalated; the escalation of batch {self.open_escalation.asked_at} is still open")
+            return
+        action = ACTION_NONE if choice.decision is None else choice.decision.wanted_action
+        if action not in (ACTION_RETRAIN, ACTION_FINE_TUNE):
+            outcomes.append(f"escalated; nothing to approve (recommended: {action})")
+            return
+        self.open_escalation = OpenEscalation(step, action, choice.evidence)
+        if self.human.approve_after:
+            outcomes.append(f"escalated; {action} awaits approval ({self.human.approve_after} batches)")
+
+    def answer_escalation(self, step: int, newest: int, action: str, outcomes: list[str]) -> None:
+        """Carry out the open escalation's action once the human approves; an update the strategy made on its
+        own since supersedes the question."""
+        question, wait = self.open_escalation, self.human.approve_after
+        if question is None or wait is None:
+            return
+        if action in (ACTION_RETRAIN, ACTION_FINE_TUNE, ACTION_ONLINE):
+            self.open_escalation = None
+            outcomes.append(f"the escalation of batch {question.asked_at} is superseded by this update")
+            return
+        waited = step - question.asked_at
+        if waited < wait:
+            return
+        self.open_escalation = None
+        self.counts["escalations_approved"] += 1
+        outcomes.append(f"escalated; approved after {waited} batches: {question.action}")
+        self.train_and_promote(question.action, step, newest, question.evidence, outcomes)
 
     def drift_report(self, step: int, scores: np.ndarray) -> DriftReport:
         reference = self.reference(self.serving)

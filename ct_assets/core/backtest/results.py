@@ -1,7 +1,8 @@
 """What a backtest produces: per-strategy summaries, per-batch rows and the whole run's result.
 
 Plain frozen dataclasses, so the store, the plot, the catalog and the targets read a result without
-loading the replay machinery. Equality (``==``) compares the tables; measured compute is excluded.
+loading the replay machinery. Equality (``==``) compares the tables and the deterministic compute
+(``train_gflops``); measured compute (seconds, energy) is excluded.
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ class Recovery:
 
 @dataclass(frozen=True)
 class ComputeTotals:
-    """Sum of a strategy's training costs. Only ``n_trainings`` takes part in equality: the rest is measured."""
+    """Sum of a strategy's training costs. ``n_trainings`` and the deterministic ``train_gflops`` take part
+    in equality; the rest is measured."""
 
     n_trainings: int
+    train_gflops: float = 0.0
     cpu_seconds: float = field(default=0.0, compare=False)
     wall_seconds: float = field(default=0.0, compare=False)
     energy_kwh: float = field(default=0.0, compare=False)
@@ -43,8 +46,11 @@ class ComputeTotals:
 
     @classmethod
     def of(cls, costs: list[ComputeCost]) -> ComputeTotals:
-        return cls(len(costs), sum(c.cpu_seconds for c in costs), sum(c.wall_seconds for c in costs),
-                   sum(c.energy_kwh for c in costs), sum(c.co2_kg for c in costs))
+        gflops = [c.train_gflops for c in costs]
+        if None in gflops:
+            raise ValueError("every backtest training run counts its examples and parameters")
+        return cls(len(costs), float(sum(g for g in gflops if g is not None)), sum(c.cpu_seconds for c in costs),
+                   sum(c.wall_seconds for c in costs), sum(c.energy_kwh for c in costs), sum(c.co2_kg for c in costs))
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,9 @@ class DailyRow:
 @dataclass(frozen=True)
 class StrategyRun:
     """Summary of one strategy. ``is_reference``: not a real strategy (the oracle sees the labels it is
-    scored on). Counts are training calls (rejected candidates included) and events."""
+    scored on). Counts are training calls (rejected candidates included) and events; ``escalations`` are
+    decisions to ask a human, ``escalations_approved`` the questions the modelled human approved
+    (``BacktestConfig.human``)."""
 
     strategy: str
     is_reference: bool
@@ -81,6 +89,7 @@ class StrategyRun:
     gate_failures: int
     rollbacks: int
     escalations: int
+    escalations_approved: int
     drift_triggers: int
     recovery: tuple[Recovery, ...]
     compute: ComputeTotals
@@ -103,8 +112,8 @@ class PolicyStep:
 class BacktestResult:
     """Every strategy's summary (``runs``, oracle last) and per-batch rows (``daily``) of one replay.
 
-    Equal results (``==``) mean equal tables; measured compute and the policy's cost estimates are
-    excluded from equality.
+    Equal results (``==``) mean equal tables and equal deterministic compute; measured compute and the
+    policy's cost estimates are excluded from equality.
     """
 
     run_id: str
@@ -122,6 +131,7 @@ class BacktestResult:
     daily: tuple[DailyRow, ...]
     hindsight: HindsightReport | None
     config_json: str
+    notes: tuple[str, ...] = ()  # warnings about the run itself (e.g. a constant warm-up model)
     policy_steps: tuple[PolicyStep, ...] = field(default=(), compare=False, repr=False)
 
     def run(self, strategy: str) -> StrategyRun:

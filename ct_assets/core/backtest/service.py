@@ -33,7 +33,7 @@ def run_stream_backtest(stream: Stream, config: BacktestConfig, policy: PolicyCo
     The result drops the per-decision evidence (``policy_steps``): it is for inspection in process, and
     the stored tables carry every decision's action and outcome.
     """
-    lineup = default_strategies(policy, config.periodic_every, names=tuple(strategies) or None)
+    lineup = default_strategies(policy, names=tuple(strategies) or None)
     return replace(run_backtest(stream, config, lineup), policy_steps=())
 
 

@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS backtest_runs (
     mean_metric DOUBLE,
     mean_accuracy DOUBLE NOT NULL,
     n_trainings INTEGER NOT NULL,
+    train_gflops DOUBLE,
     cpu_seconds DOUBLE NOT NULL,
     wall_seconds DOUBLE NOT NULL,
     energy_kwh DOUBLE NOT NULL,
@@ -49,6 +50,7 @@ CREATE TABLE IF NOT EXISTS backtest_runs (
     gate_failures INTEGER NOT NULL,
     rollbacks INTEGER NOT NULL,
     escalations INTEGER NOT NULL,
+    escalations_approved INTEGER,
     drift_triggers INTEGER NOT NULL,
     recovery_json VARCHAR NOT NULL,
     created_at TIMESTAMP NOT NULL,
@@ -74,18 +76,23 @@ CREATE TABLE IF NOT EXISTS backtest_daily (
 
 _RUN_COLUMNS: tuple[str, ...] = (
     "run_id", "stream_name", "strategy", "is_reference", "label_delay", "seed", "metric", "mean_metric",
-    "mean_accuracy", "n_trainings", "cpu_seconds", "wall_seconds", "energy_kwh", "co2_kg", "retrains",
-    "fine_tunes", "online_updates", "promotions", "gate_failures", "rollbacks", "escalations", "drift_triggers",
-    "recovery_json", "created_at", "config_json",
+    "mean_accuracy", "n_trainings", "train_gflops", "cpu_seconds", "wall_seconds", "energy_kwh", "co2_kg",
+    "retrains", "fine_tunes", "online_updates", "promotions", "gate_failures", "rollbacks", "escalations",
+    "escalations_approved", "drift_triggers", "recovery_json", "created_at", "config_json",
 )
+# Columns added after the first release of the table (identifiers, never user values).
+_ADDED_RUN_COLUMNS: tuple[tuple[str, str], ...] = (("train_gflops", "DOUBLE"), ("escalations_approved", "INTEGER"))
 _DAILY_COLUMNS: tuple[str, ...] = (
     "run_id", "strategy", "batch", "metric", "accuracy", "action", "outcome", "is_change_point", "drift_triggered",
 )
 
 
 def ensure_backtest_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create ``backtest_runs`` and ``backtest_daily`` if they do not exist."""
+    """Create ``backtest_runs`` and ``backtest_daily`` if they do not exist; a ``backtest_runs`` from before a
+    column was added gets it (NULL for its older rows)."""
     con.execute(_CREATE_RUNS)
+    for column, kind in _ADDED_RUN_COLUMNS:
+        con.execute(f"ALTER TABLE backtest_runs ADD COLUMN IF NOT EXISTS {column} {kind}")
     con.execute(_CREATE_DAILY)
 
 
@@ -99,9 +106,10 @@ def _run_row(result: BacktestResult, run: StrategyRun, created_at: object) -> tu
     return (
         result.run_id, result.stream_name, run.strategy, run.is_reference, result.label_delay, result.seed,
         result.metric, _finite_or_none(run.mean_metric), run.mean_accuracy, run.compute.n_trainings,
-        run.compute.cpu_seconds, run.compute.wall_seconds, run.compute.energy_kwh, run.compute.co2_kg,
+        run.compute.train_gflops, run.compute.cpu_seconds, run.compute.wall_seconds, run.compute.energy_kwh,
+        run.compute.co2_kg,
         run.retrains, run.fine_tunes, run.online_updates, run.promotions, run.gate_failures, run.rollbacks,
-        run.escalations, run.drift_triggers, recovery, created_at, result.config_json,
+        run.escalations, run.escalations_approved, run.drift_triggers, recovery, created_at, result.config_json,
     )
 
 

@@ -43,8 +43,10 @@ STRATEGY_ACTIONS: tuple[str, ...] = (ACTION_NONE, ACTION_FINE_TUNE, ACTION_RETRA
                                      ACTION_ONLINE)
 # Policy rules that react to evidence of change; the others (staleness, label accumulation) are schedules.
 DRIFT_RULES: frozenset[str] = frozenset({"drift_scope", "concept_drift", "falling_metric", "unseen_categories"})
-STRATEGY_NAMES: tuple[str, ...] = ("never", "periodic", "always_retrain", "always_finetune", "drift_retrain",
-                                   "ct_policy", "online")
+# The cron baselines: retrain every 3, 7 and 14 batches.
+PERIODIC_BATCHES: tuple[int, ...] = (3, 7, 14)
+STRATEGY_NAMES: tuple[str, ...] = ("never", *(f"periodic_{every}" for every in PERIODIC_BATCHES), "always_retrain",
+                                   "always_finetune", "drift_retrain", "ct_policy", "online")
 
 
 @dataclass(frozen=True)
@@ -145,10 +147,10 @@ class Never:
 
 @dataclass(frozen=True)
 class Periodic:
-    """Retrain from scratch every ``every_batches`` batches (a cron schedule)."""
+    """Retrain from scratch every ``every_batches`` batches (a cron schedule), named ``periodic_<every_batches>``."""
 
     every_batches: int = 7
-    name: str = "periodic"
+    name: str = field(default="", init=False)
     needs_drift: bool = field(default=False, init=False)
     needs_concept: bool = field(default=False, init=False)
     gated: bool = field(default=False, init=False)
@@ -156,6 +158,7 @@ class Periodic:
     def __post_init__(self) -> None:
         if self.every_batches < 1:
             raise ValueError(f"every_batches must be >= 1, got {self.every_batches}")
+        object.__setattr__(self, "name", f"periodic_{self.every_batches}")
 
     def decide(self, state: ReplayState) -> StrategyDecision:
         due = state.step - state.last_retrain_step >= self.every_batches
@@ -346,6 +349,10 @@ def _error_history(state: ReplayState) -> evidence_rules.ErrorHistory:
 
 
 def _cost_in_unit(cost: ComputeCost, policy: PolicyConfig) -> float:
+    if policy.cost.unit == "train_gflops":
+        if cost.train_gflops is None:
+            raise ValueError("a backtest training run lacks its deterministic counts")
+        return cost.train_gflops
     return cost.cpu_seconds if policy.cost.unit == "cpu_seconds" else cost.energy_kwh
 
 
@@ -361,15 +368,16 @@ def _cost_history(state: ReplayState, policy: PolicyConfig) -> evidence_rules.Co
     return evidence_rules.CostHistory(spent, costs("retrain"), costs("fine_tune"))
 
 
-def default_strategies(policy: PolicyConfig, periodic_every: int = 7,
-                       names: tuple[str, ...] | None = None) -> tuple[Strategy, ...]:
+def default_strategies(policy: PolicyConfig, names: tuple[str, ...] | None = None) -> tuple[Strategy, ...]:
     """The standard line-up (or the ``names`` chosen from it), in a fixed order.
 
-    Names: never, periodic, always_retrain, always_finetune, drift_retrain, ct_policy, online.
+    Names: never, periodic_3, periodic_7, periodic_14, always_retrain, always_finetune, drift_retrain,
+    ct_policy, online.
     """
+    periodic = [Periodic(every_batches=every) for every in PERIODIC_BATCHES]
     lineup: dict[str, Strategy] = {
         "never": Never(),
-        "periodic": Periodic(every_batches=periodic_every),
+        **{strategy.name: strategy for strategy in periodic},
         "always_retrain": AlwaysRetrain(),
         "always_finetune": AlwaysFineTune(),
         "drift_retrain": DriftRetrain(),

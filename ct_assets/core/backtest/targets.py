@@ -95,16 +95,17 @@ def check_targets(
 ) -> tuple[TargetCheck, ...]:
     """The issue's targets for ``policy`` in ``result`` (see the backtest issue, section 4).
 
-    * ``pareto``: no other real strategy has a strictly better mean metric at strictly lower CPU time;
+    * ``pareto``: no other real strategy has a strictly better mean metric at strictly lower compute;
     * ``metric_vs_baseline``: policy mean minus baseline mean (in metric units, sign: positive = better)
       at least ``-max_metric_shortfall`` (0.005 = half a point);
-    * ``compute_share``: policy CPU seconds / baseline CPU seconds at most ``max_compute_share``;
+    * ``compute_share``: policy compute / baseline compute at most ``max_compute_share``;
     * ``recovery``: after every change point, recovery within ``max_recovery_after_labels`` batches after
       the labels of the new regime arrive (i.e. ``recovery - label_delay``), the worst one reported;
     * ``false_triggers``: drift-triggered decisions on stable batches (at least ``settle_batches``,
       default the training window plus the label delay, after a change point), per 30 stable batches.
 
-    CPU seconds are measurements, so ``pareto`` and ``compute_share`` can flip on near ties.
+    Compute is the deterministic unit (training GFLOPs), so ``pareto`` and ``compute_share`` are the same
+    on every repetition; the CPU seconds are quoted beside it.
     """
     runs = {run.strategy: run for run in result.runs}
     for name in (policy, baseline):
@@ -120,7 +121,7 @@ def check_targets(
     dominating = [run.strategy for run in result.runs
                   if not run.is_reference and run.strategy != policy
                   and sign * (run.mean_metric - mine.mean_metric) > 0
-                  and run.compute.cpu_seconds < mine.compute.cpu_seconds]
+                  and run.compute.train_gflops < mine.compute.train_gflops]
     add("pareto", float(len(dominating)), 0.0, not dominating,
         "dominated by " + ", ".join(dominating) if dominating else f"{policy} is on the accuracy/compute front")
 
@@ -128,9 +129,10 @@ def check_targets(
     add("metric_vs_baseline", shortfall, -max_metric_shortfall, shortfall >= -max_metric_shortfall,
         f"{policy} {mine.mean_metric:.4f} vs {baseline} {base.mean_metric:.4f} ({result.metric})")
 
-    share = mine.compute.cpu_seconds / base.compute.cpu_seconds if base.compute.cpu_seconds > 0 else math.inf
+    share = mine.compute.train_gflops / base.compute.train_gflops if base.compute.train_gflops > 0 else math.inf
     add("compute_share", share, max_compute_share, share <= max_compute_share,
-        f"{policy} {mine.compute.cpu_seconds:.2f} cpu-s vs {baseline} {base.compute.cpu_seconds:.2f} cpu-s")
+        f"{policy} {mine.compute.train_gflops:.3f} GFLOPs ({mine.compute.cpu_seconds:.2f} cpu-s) vs {baseline} "
+        f"{base.compute.train_gflops:.3f} GFLOPs ({base.compute.cpu_seconds:.2f} cpu-s)")
 
     judged = [r for r in mine.recovery if r.pre_level is not None]
     if not judged:

@@ -81,7 +81,7 @@ logger = logging.getLogger(__name__)
 NOTE_PREFIX = "note:"
 DIVERGENCE_METRIC = "fine_tune_divergence"  # key of a fine-tuned model's metrics holding its divergence
 # Registry column holding a run's cost in each policy cost unit (identifiers, never user values).
-_COST_COLUMNS: dict[str, str] = {"cpu_seconds": "cpu_s", "kwh": "energy_kwh"}
+_COST_COLUMNS: dict[str, str] = {"cpu_seconds": "cpu_s", "kwh": "energy_kwh", "train_gflops": "train_gflops"}
 # The day a registry row belongs to (its data window end; its creation day when unknown), as SQL.
 _MODEL_DAY = "coalesce(data_window_end, CAST(created_at AS DATE))"
 # Continuity correction for a complaint baseline with zero complaints, where the raw ratio is infinite.

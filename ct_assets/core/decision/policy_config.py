@@ -121,7 +121,7 @@ class TechnicalDebtConfig:
 class CostConfig:
     """Compute/energy budget per period and the cost estimates used before any run was measured."""
 
-    unit: str = _bounds(choices=("cpu_seconds", "kwh"))
+    unit: str = _bounds(choices=("train_gflops", "cpu_seconds", "kwh"))
     budget_per_period: float = _bounds(0.0)
     period_days: int = _bounds(1)
     default_retrain_cost: float = _bounds(0.0)

@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS model_registry (
     wall_s DOUBLE,
     cpu_s DOUBLE,
     energy_kwh DOUBLE,
+    train_gflops DOUBLE,
     co2_kg DOUBLE,
     artifact_path VARCHAR,
     weights_sha256 VARCHAR,
@@ -91,6 +92,7 @@ class ModelRecord:
     wall_s: float | None = None
     cpu_s: float | None = None
     energy_kwh: float | None = None
+    train_gflops: float | None = None  # deterministic training cost (core/training/cost.py); None: not counted
     co2_kg: float | None = None
     artifact_path: str | None = None
     weights_sha256: str | None = None
@@ -116,8 +118,10 @@ _RECORD_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ModelRecord))
 
 
 def ensure_registry_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create ``model_registry`` and ``deployments`` if they do not exist (idempotent)."""
+    """Create ``model_registry`` and ``deployments`` if they do not exist (idempotent); a registry created
+    before the deterministic cost unit gets its ``train_gflops`` column (NULL for the older rows)."""
     con.execute(_REGISTRY_DDL)
+    con.execute("ALTER TABLE model_registry ADD COLUMN IF NOT EXISTS train_gflops DOUBLE")
     con.execute(_DEPLOYMENTS_DDL)
 
 

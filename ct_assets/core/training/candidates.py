@@ -128,7 +128,8 @@ def build_candidate(con: duckdb.DuckDBPyConnection, models_dir: Path, request: C
         drift_report_id=request.drift_report_id, data_window_start=request.window_start,
         data_window_end=request.window_end, n_train_rows=len(train), hyperparameters=config.to_dict(),
         metrics=metrics, wall_s=model.cost.wall_seconds, cpu_s=model.cost.cpu_seconds,
-        energy_kwh=model.cost.energy_kwh, co2_kg=model.cost.co2_kg, artifact_path=str(stored.path),
+        energy_kwh=model.cost.energy_kwh, train_gflops=model.cost.train_gflops,
+        co2_kg=model.cost.co2_kg, artifact_path=str(stored.path),
         weights_sha256=stored.weights_sha256, code_version=version, policy_version=request.policy_version,
     )
     return register_candidate(con, record)

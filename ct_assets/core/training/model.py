@@ -44,6 +44,9 @@ class TrainingConfig:
     batch_size: int = 256
     weight_decay: float = 1e-4
     seed: int = 0
+    # Floor of a retrain's optimizer steps (more passes over a small training set), so a small window is
+    # not under-trained; 0: just ``epochs`` passes.
+    min_steps: int = 0
     fine_tune_learning_rate: float = 5e-4
     fine_tune_max_steps: int = 150
     # Share of each fine-tune training set drawn from older (replay) data, against forgetting.
@@ -67,6 +70,8 @@ class TrainingConfig:
         for name in ("weight_decay", "cpu_watts_per_thread", "gpu_watts", "grid_kg_co2_per_kwh"):
             if float(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if int(self.min_steps) < 0:
+            raise ValueError(f"min_steps must be >= 0, got {self.min_steps!r}")
         if not 0.0 <= self.replay_fraction < 1.0:
             raise ValueError(f"replay_fraction must be in [0, 1), got {self.replay_fraction!r}")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -179,10 +184,11 @@ def _run_steps(
     max_steps: int,
     seed: int,
     device: str,
-) -> tuple[int, float]:
+) -> tuple[int, int, float]:
     """Mini-batch AdamW on shuffled passes over (x, y) for at most ``max_steps`` steps.
 
-    Returns (steps taken, mean loss of the last pass).
+    Returns (steps taken, examples processed: the mini-batch rows summed over the steps, mean loss of
+    the last pass).
     """
     import torch
 
@@ -192,7 +198,7 @@ def _run_steps(
     loss_fn = torch.nn.BCEWithLogitsLoss()
     shuffle_rng = np.random.default_rng(seed)
     network.train()
-    steps, last_pass_loss = 0, float("nan")
+    steps, examples, last_pass_loss = 0, 0, float("nan")
     while steps < max_steps:
         order = torch.from_numpy(shuffle_rng.permutation(len(x))).to(device)
         loss_sum, n_seen = 0.0, 0
@@ -207,9 +213,14 @@ def _run_steps(
             loss_sum += float(loss.detach()) * len(index)
             n_seen += len(index)
             steps += 1
+        examples += n_seen
         last_pass_loss = loss_sum / n_seen
     network.eval()
-    return steps, last_pass_loss
+    return steps, examples, last_pass_loss
+
+
+def _parameter_count(network: torch.nn.Sequential) -> int:
+    return sum(parameter.numel() for parameter in network.parameters())
 
 
 def train_from_scratch(
@@ -242,13 +253,14 @@ def train_from_scratch(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         network = _build_network(preprocessor.input_dim, config.hidden_sizes).to(device)
-        max_steps = config.epochs * math.ceil(len(x) / config.batch_size)
-        steps, loss = _run_steps(
+        max_steps = max(config.epochs * math.ceil(len(x) / config.batch_size), config.min_steps)
+        steps, examples, loss = _run_steps(
             network, x, y, learning_rate=config.learning_rate, weight_decay=config.weight_decay,
             batch_size=config.batch_size, max_steps=max_steps, seed=config.seed, device=device,
         )
     weights = _weights_to_numpy(network)
-    cost = estimate_compute_cost(time.perf_counter() - wall_start, time.process_time() - cpu_start, device, config)
+    cost = estimate_compute_cost(time.perf_counter() - wall_start, time.process_time() - cpu_start, device, config,
+                                 examples_processed=examples, n_parameters=_parameter_count(network))
     return TrainedModel(weights, preprocessor, config, "retrain", len(x), steps, loss, cost)
 
 
@@ -307,12 +319,13 @@ def fine_tune(
         network = _build_network(preprocessor.input_dim, base.hidden_sizes)
         _load_weights(network, base.weights)
         network.to(device)
-        steps, loss = _run_steps(
+        steps, examples, loss = _run_steps(
             network, x, y, learning_rate=config.fine_tune_learning_rate, weight_decay=config.weight_decay,
             batch_size=config.batch_size, max_steps=config.fine_tune_max_steps, seed=config.seed, device=device,
         )
     weights = _weights_to_numpy(network)
-    cost = estimate_compute_cost(time.perf_counter() - wall_start, time.process_time() - cpu_start, device, config)
+    cost = estimate_compute_cost(time.perf_counter() - wall_start, time.process_time() - cpu_start, device, config,
+                                 examples_processed=examples, n_parameters=_parameter_count(network))
     n_replay = 0 if replay_y is None else len(replay_y)
     return TrainedModel(weights, preprocessor, tuned_config, "fine_tune", len(x), steps, loss, cost, n_replay)
 

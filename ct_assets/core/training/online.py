@@ -191,7 +191,8 @@ def apply_online_update(con: duckdb.DuckDBPyConnection, models_dir: Path, day: s
         trigger=ONLINE_ACTOR, trigger_reason=reason, data_window_start=parse_iso_day(window_start),
         data_window_end=parse_iso_day(window_end), n_train_rows=len(train), hyperparameters=model.config.to_dict(),
         metrics=metrics, wall_s=model.cost.wall_seconds, cpu_s=model.cost.cpu_seconds,
-        energy_kwh=model.cost.energy_kwh, co2_kg=model.cost.co2_kg, artifact_path=str(stored.path),
+        energy_kwh=model.cost.energy_kwh, train_gflops=model.cost.train_gflops,
+        co2_kg=model.cost.co2_kg, artifact_path=str(stored.path),
         weights_sha256=stored.weights_sha256, code_version=version,
     ))
     promote(con, record.model_id, actor=ONLINE_ACTOR, reason=f"online update: {reason}")

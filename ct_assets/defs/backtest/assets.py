@@ -30,7 +30,7 @@ class BacktestRunConfig(dg.Config):
     group_name="backtest",
     kinds={"pytorch", "python"},
     owners=OWNERS,
-    description="Replays a stream batch by batch (test-then-train, label delay) through never, periodic, "
+    description="Replays a stream batch by batch (test-then-train, label delay) through never, periodic (3, 7, 14), "
                 "always_retrain, always_finetune, drift_retrain, ct_policy (the live policy, training and "
                 "gates), online and an oracle reference; accuracy, compute and energy per strategy, "
                 "time-to-recover and the hindsight-best retrain schedule. Holds no DuckDB lock while it runs.",

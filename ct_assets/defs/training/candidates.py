@@ -63,6 +63,7 @@ def _candidate_asset(name: str, training_path: str, description: str) -> dg.Asse
             "wall_seconds": round(record.wall_s or 0.0, 3),
             "cpu_seconds": round(record.cpu_s or 0.0, 3),
             "energy_kwh": record.energy_kwh or 0.0,
+            "train_gflops": record.train_gflops or 0.0,
             "co2_kg": record.co2_kg or 0.0,
             "manifest": dg.MetadataValue.path(f"{record.artifact_path}/manifest.json"),
         })
