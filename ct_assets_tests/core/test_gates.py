@@ -309,3 +309,15 @@ def test_fairness_gap_cap_fails_a_candidate_that_leaves_one_group_badly_served(s
     assert narrowing.passed, narrowing.reason
     with pytest.raises(ValueError, match="max_gap"):
         fairness_gate(y, good, good, groups, max_gap=-0.1)
+
+
+def test_leakage_jump_under_detected_concept_drift_is_the_new_concept() -> None:
+    """Concept drift (the serving model degraded) explains a jump; a leak leaves the old model as good."""
+    features, labels = orders_with_labels(3000, seed=0)
+    reference = single_feature_aucs(features, labels)
+    features["sensor_motion"] = labels + np.random.default_rng(2).normal(scale=0.8, size=len(labels))
+    assert not leakage_gate(features, labels, reference_auc=reference, shifted_features=()).passed
+    result = leakage_gate(features, labels, reference_auc=reference, shifted_features=(), concept_drift=True)
+    assert result.passed and "explained by the detected concept drift" in result.reason
+    features["sensor_signal"] = labels.astype(float)
+    assert not leakage_gate(features, labels, reference_auc=reference, concept_drift=True).passed

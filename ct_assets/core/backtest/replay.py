@@ -242,7 +242,8 @@ class Replay:
         long_term, long_term_y, _ = self.data.rows(0, newest, "long_term")
         kept = spread_evenly(len(long_term_y), settings.long_term_max_rows)
         training = TrainingRows(features, labels, batch_ids, spec.numeric_features, self.serving.leakage_aucs,
-                                None if evidence is None else evidence.drifted_features)
+                                None if evidence is None else evidence.drifted_features,
+                                evidence is not None and evidence.concept_drift_detected)
         return candidate_gates(
             self.holdout_scores(candidate, holdout, y, newest_rows.describe("batches")), settings,
             training=training, local_shift=self.local_shift_rows(candidate, holdout, evidence),

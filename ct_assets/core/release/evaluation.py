@@ -145,7 +145,8 @@ def evaluate_candidate(con: duckdb.DuckDBPyConnection, models_dir: Path, model_i
     shifted = decision.evidence.get("drifted_features") if decision is not None else None
     training = TrainingRows(train, train[schema.FRAUD_LABEL_COLUMN].to_numpy(), train["day"].astype(str).to_numpy(),
                             schema.FEATURE_NUMERIC, _reference_feature_aucs(production),
-                            None if shifted is None else tuple(str(f) for f in shifted))
+                            None if shifted is None else tuple(str(f) for f in shifted),
+                            decision is not None and bool(decision.evidence.get("concept_drift_detected")))
     gates = candidate_gates(
         _scores(models_dir, model_id, production, holdout, newest.describe("days")), settings,
         training=training, local_shift=_local_shift(record, decision, holdout),

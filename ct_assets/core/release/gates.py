@@ -173,17 +173,21 @@ def leakage_gate(
     batches: Any | None = None,
     min_batch_rows: int = 200,
     shifted_features: tuple[str, ...] | None = None,
+    concept_drift: bool = False,
 ) -> GateResult:
     """Fail when a numeric feature alone predicts the label implausibly well, or suddenly much better
     without a shift to explain it.
 
     A feature fails if its single-feature AUC exceeds ``max_single_feature_auc`` (no genuine feature
     separates the classes almost perfectly), or if it exceeds its ``reference_auc`` (e.g. from the
-    production model's training window) by more than ``max_jump`` while its distribution did not move.
-    ``shifted_features`` are the features the drift report found shifted: when a feature's traffic
-    really moved (fraud concentrated where the geography shifted) a stronger association is what the
-    shift brings, not a bug, and its jump is reported, not failed. None: no drift report, every jump
-    fails. The metrics hold every column's AUC, ready to serve as the next reference.
+    production model's training window) by more than ``max_jump`` with nothing to explain it. Two
+    things do, and then the jump is reported, not failed. ``shifted_features``, the features the drift
+    report found shifted: when a feature's traffic really moved (fraud concentrated where the
+    geography shifted) a stronger association is what the shift brings. ``concept_drift``, the
+    serving model's own metric degraded: the relation between features and label changed, so single
+    features may predict it differently; a leak, by contrast, leaves the model that never saw it as
+    good as before. Without either (None: no drift report) every jump fails. The metrics hold every
+    column's AUC, ready to serve as the next reference.
 
     ``batches`` (e.g. each row's day) makes the AUC the highest of any batch with at least
     ``min_batch_rows`` rows and both classes: a bug that started two days into a fortnight's window
@@ -215,11 +219,14 @@ def leakage_gate(
             jump = f"{column} AUC jumped {reference[column]:.4f} -> {auc:.4f} (> {max_jump})"
             if column in shifted:
                 explained.append(f"{jump}, explained by the drift report's shift in {column}")
+            elif concept_drift:
+                explained.append(f"{jump}, explained by the detected concept drift")
             else:
                 failures.append(f"{jump} while its distribution did not shift; likely leakage")
     threshold = {"max_single_feature_auc": max_single_feature_auc, "max_jump": max_jump,
                  "reference_auc": reference or None,
-                 "shifted_features": None if shifted_features is None else sorted(shifted)}
+                 "shifted_features": None if shifted_features is None else sorted(shifted),
+                 "concept_drift": concept_drift}
     metrics = {"single_feature_auc": aucs, "max_auc_feature": max(aucs, key=aucs.__getitem__)}
     note = "".join(f"; {text}" for text in explained)
     if failures:

@@ -170,8 +170,9 @@ def spread_evenly(n_rows: int, max_rows: int) -> np.ndarray:
 @dataclass(frozen=True)
 class TrainingRows:
     """The candidate's training rows, for the leakage gate: ``batches`` (e.g. days) and the numeric
-    ``columns`` to test, with the single-feature AUCs the production model's own leakage gate measured
-    and the features the drift report behind the decision found shifted (None: no report)."""
+    ``columns`` to test, with the single-feature AUCs the production model's own leakage gate measured,
+    the features the drift report behind the decision found shifted (None: no report) and whether that
+    decision saw concept drift."""
 
     features: pd.DataFrame
     labels: np.ndarray
@@ -179,6 +180,7 @@ class TrainingRows:
     columns: tuple[str, ...]
     reference_auc: Mapping[str, float] | None
     shifted_features: tuple[str, ...] | None = None
+    concept_drift: bool = False
 
 
 @dataclass(frozen=True)
@@ -339,7 +341,8 @@ def _shared_gates(holdout: HoldoutScores, settings: GateSettings, guarded: bool,
         gates.append(_run("leakage", lambda: leakage_gate(
             training.features, training.labels, max_single_feature_auc=settings.max_single_feature_auc,
             reference_auc=training.reference_auc, max_jump=settings.leakage_max_jump, columns=training.columns,
-            batches=training.batches, shifted_features=training.shifted_features), guarded))
+            batches=training.batches, shifted_features=training.shifted_features,
+            concept_drift=training.concept_drift), guarded))
     gates.append(_run("calibration", lambda: calibration_gate(
         y, cand, prod, max_ece_increase=settings.max_ece_increase), guarded))
     return gates
