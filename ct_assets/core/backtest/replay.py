@@ -251,7 +251,8 @@ class Replay:
                                           f"long-term holdout rows of batches 0..{newest}"),
             shift_detected=newest_rows.since_shift, guarded=True)
 
-    def holdout_scores(self, candidate: Serving, rows: pd.DataFrame, labels: np.ndarray, described: str) -> HoldoutScores:
+    def holdout_scores(self, candidate: Serving, rows: pd.DataFrame, labels: np.ndarray,
+                       described: str) -> HoldoutScores:
         protected = self.data.spec.protected_column
         return HoldoutScores(labels, predict_proba(candidate.model, rows), predict_proba(self.serving.model, rows),
                              None if protected is None else rows[protected].to_numpy(), described)
