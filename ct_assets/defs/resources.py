@@ -92,6 +92,9 @@ class CTSettings(dg.ConfigurableResource):
     training_epochs: int = 8
     training_seed: int = 7
     gate_metric: str = "auc"
+    # "non_inferiority" (not worse than production beyond what the holdout resolves) or "superiority"
+    # (at least gate_margin better, relative when gate_relative); see lineup.GateSettings.
+    gate_holdout_mode: str = "non_inferiority"
     gate_margin: float = 0.01
     gate_relative: bool = True
     risk_tier: str = "low"  # "high": rigorous validation and human approval before promotion
@@ -125,7 +128,8 @@ class CTSettings(dg.ConfigurableResource):
 
     def gate_settings(self) -> GateSettings:
         strict = self.risk_tier == "high"
-        return GateSettings(metric=self.gate_metric, margin=self.gate_margin, relative=self.gate_relative,
+        return GateSettings(metric=self.gate_metric, holdout_mode=self.gate_holdout_mode, margin=self.gate_margin,
+                            relative=self.gate_relative,
                             # High-stakes applications: tighter fairness and calibration tolerances. The
                             # gap between groups is measured on a few hundred holdout rows per group, so
                             # its tolerance sits above that sampling noise.

@@ -18,6 +18,7 @@ from ct_assets.core.data.features import load_features
 from ct_assets.core.decision.policy import decide
 from ct_assets.core.decision.policy_config import load_policy_config
 from ct_assets.core.decision.records import record_decision
+from ct_assets.core.monitoring.store import ensure_drift_tables
 from ct_assets.core.release import lineup
 from ct_assets.core.release.deployment import promote
 from ct_assets.core.release.evaluation import evaluate_candidate
@@ -40,7 +41,8 @@ DAYS = [f"2025-01-{i:02d}" for i in range(1, 6)]
 WINDOW = (DAYS[0], DAYS[3])
 TRAINING = TrainingConfig(hidden_sizes=(16,), epochs=2, seed=3)
 SETTINGS = lineup.GateSettings(n_boot=50)
-LINEUP = ["holdout", "non_regression", "fairness", "leakage", "calibration", "selection_bias"]
+LINEUP = ["holdout", "non_regression", "long_term_holdout", "fairness", "leakage", "calibration",
+          "selection_bias"]
 EVIDENCE = quiet_evidence()
 
 
@@ -134,8 +136,30 @@ def test_a_global_decision_judges_every_row(warehouse, models):
     candidate = _register(con, models_dir, models["good"], training_path="fine_tune",
                           decision_id=decision.decision_id)
     holdout, non_regression = evaluate_candidate(con, models_dir, candidate, SETTINGS)[:2]
-    assert not holdout.reason.startswith("on ")
+    assert not holdout.reason.startswith("on region")
     assert non_regression.passed and "not a local fine-tune" in non_regression.reason
+
+
+def test_the_holdout_judges_the_rows_since_the_shift_started(warehouse, models):
+    """Live: the shift ongoing on the decision's day (drift reports of days 3 and 4) picks the rows."""
+    con, models_dir = warehouse
+    ensure_drift_tables(con)
+    for partition, severity in [(DAYS[1], 0.0), (DAYS[2], 0.5), (DAYS[3], 0.5)]:
+        con.execute("INSERT INTO drift_reports (report_id, partition, reference_id, model_id, severity, "
+                    "severity_level, scope, drifted_features, affected_segments, max_unseen_share, created_at) "
+                    "VALUES (?, ?, 'ref', 'm', ?, 'medium', ?, [], [], 0.0, now())",
+                    [f"dr-{partition}", partition, severity, "global" if severity else "none"])
+    production = _register(con, models_dir, models["chance"])
+    promote(con, production, actor="test", reason="bootstrap")
+    decision = record_decision(con, DAYS[3], decide(EVIDENCE, load_policy_config()), EVIDENCE)
+    candidate = _register(con, models_dir, models["good"], parent_model_id=production,
+                          decision_id=decision.decision_id)
+    results = evaluate_candidate(con, models_dir, candidate, SETTINGS, load_policy_config())
+    holdout, long_term = results[0], results[2]
+    assert holdout.passed and f"holdout rows of days {DAYS[2]}..{DAYS[3]} (since the shift started" in holdout.reason
+    assert long_term.name == "long_term_holdout" and long_term.passed and long_term.severity == "warning"
+    without_policy = evaluate_candidate(con, models_dir, candidate, SETTINGS)[0]
+    assert "no shift detected" in without_policy.reason
 
 
 def test_unknown_or_windowless_models_cannot_be_evaluated(warehouse, models):
@@ -183,7 +207,7 @@ def _outcome(results: list[GateResult]) -> dict[str, bool]:
 @pytest.mark.parametrize(("case", "candidate", "production", "failing"), [
     ("sharper beats blunt", SHARP, BLUNT, set()),
     ("blunt does not beat sharp, and every group regresses", BLUNT, SHARP, {"holdout", "fairness"}),
-    ("equal models: no gain to show", SHARP, SHARP, {"holdout"}),
+    ("equal models: not worse, so non-inferior", SHARP, SHARP, set()),
     ("one group left behind", UNFAIR, BLUNT, {"fairness"}),
     ("overconfident", OVERCONFIDENT, BLUNT, {"calibration"}),
     ("no production model: bootstrap", BLUNT, None, set()),
@@ -193,6 +217,89 @@ def test_candidate_gates_table(case, candidate, production, failing):
     assert [g.name for g in results] == ["holdout", "non_regression", "fairness", "calibration"], case
     assert {name for name, passed in _outcome(results).items() if not passed} == failing, case
     assert {g.name for g in lineup.blocking_failures(results)} == failing, case
+
+
+SUPERIORITY = replace(SETTINGS, holdout_mode="superiority")
+
+
+@pytest.mark.parametrize(("case", "settings", "candidate", "passes", "test"), [
+    ("non-inferiority: equal passes", SETTINGS, SHARP, True, "non_inferiority"),
+    ("superiority: equal shows no gain", SUPERIORITY, SHARP, False, "superiority"),
+    ("superiority: 1 % better with a clear interval", SUPERIORITY, calibrated(RISK + 0.2 * NOISE), True,
+     "superiority"),
+])
+def test_holdout_mode(case, settings, candidate, passes, test):
+    production = calibrated(RISK + 0.5 * NOISE) if "better" in case else SHARP
+    holdout = lineup.candidate_gates(_scores(candidate, production, groups=None), settings)[0]
+    assert holdout.passed is passes and holdout.threshold["mode"] == test, case
+    assert holdout.reason.startswith(f"on {N} holdout rows"), case
+
+
+def test_gate_settings_refuse_an_unknown_holdout_mode():
+    with pytest.raises(ValueError, match="holdout_mode must be one of"):
+        lineup.GateSettings(holdout_mode="better")
+
+
+BATCHES = np.repeat(np.arange(10), 50)
+ALTERNATING = np.tile([0, 1], 250)
+ONE_CLASS_AT_THE_END = np.where(BATCHES >= 8, 1, ALTERNATING)
+
+
+@pytest.mark.parametrize(("case", "labels", "shift_start", "min_rows", "first", "since_shift", "why"), [
+    ("since the shift start", ALTERNATING, 6, 100, 6, True, "since the shift started at 6"),
+    ("a young shift is widened to the minimum rows", ALTERNATING, 9, 100, 8, True,
+     "since the shift started at 9, widened back to 8 to reach 100 rows with both classes"),
+    ("exactly the minimum: not widened", ALTERNATING, 8, 100, 8, True, "since the shift started at 8"),
+    ("no shift: the newest periods", ALTERNATING, None, 100, 7, False, "the newest 3 periods: no shift detected"),
+    ("a shift without labelled rows yet: the newest periods", ALTERNATING, 12, 100, 7, False,
+     "the newest 3 periods: no shift detected"),
+    ("one class since the shift: widened to both", ONE_CLASS_AT_THE_END, 8, 100, 7, True,
+     "since the shift started at 8, widened back to 7 to reach 100 rows with both classes"),
+    ("never enough: every row", ALTERNATING, 9, 10_000, 0, True,
+     "since the shift started at 9, widened back to 0 to reach 10000 rows with both classes"),
+])
+def test_newest_holdout_rows_table(case, labels, shift_start, min_rows, first, since_shift, why):
+    chosen = lineup.newest_holdout_rows(BATCHES, labels, shift_start, lineup.GateSettings(min_holdout_rows=min_rows))
+    assert (chosen.first, chosen.last, chosen.since_shift, chosen.why) == (first, 9, since_shift, why), case
+    assert np.array_equal(chosen.rows, BATCHES >= first), case
+
+
+def test_spread_evenly_keeps_the_whole_history():
+    kept = lineup.spread_evenly(1000, 10)
+    assert len(kept) == 10 and kept[0] == 0 and kept[-1] == 999
+    assert lineup.spread_evenly(5, 10).tolist() == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(("case", "long_term", "shift_detected", "passed", "severity"), [
+    ("holds up over the history", SHARP, False, True, "error"),
+    ("regresses on the long run: blocks", BLUNT, False, False, "error"),
+    ("regresses while adapting to a detected shift: warns", BLUNT, True, False, "warning"),
+])
+def test_long_term_holdout_gate(case, long_term, shift_detected, passed, severity):
+    scores = lineup.HoldoutScores(Y, long_term, SHARP, None, "long-term holdout rows")
+    results = lineup.candidate_gates(_scores(SHARP, SHARP, groups=None), SETTINGS, long_term=scores,
+                                     shift_detected=shift_detected)
+    gate = results[2]
+    assert (gate.name, gate.passed, gate.severity) == ("long_term_holdout", passed, severity), case
+    assert gate.metrics["margin"] >= SETTINGS.long_term_tolerance
+    assert ("long_term_holdout" in {g.name for g in lineup.blocking_failures(results)}) is (severity == "error"
+                                                                                            and not passed), case
+    if shift_detected:
+        assert "reported, not blocking" in gate.reason
+
+
+def test_long_term_holdout_with_one_class_waits():
+    one_class = lineup.HoldoutScores(np.ones(10, dtype=np.int64), np.full(10, 0.5), np.full(10, 0.5), None)
+    gate = lineup.candidate_gates(_scores(SHARP, groups=None), SETTINGS, long_term=one_class)[2]
+    assert gate.passed and "too few long-term holdout rows" in gate.reason
+
+
+@pytest.mark.parametrize(("shifted", "passes"), [(None, False), (("x",), False), (("leak",), True)])
+def test_leakage_jump_in_the_lineup_spares_a_shifted_feature(shifted, passes):
+    partial = pd.DataFrame({"leak": Y + RNG.normal(scale=0.8, size=N)})  # AUC ~0.8: under the ceiling
+    training = lineup.TrainingRows(partial, Y, np.zeros(N), ("leak",), {"leak": 0.5}, shifted)
+    leakage = lineup.candidate_gates(_scores(SHARP, groups=None), SETTINGS, training=training)[2]
+    assert leakage.name == "leakage" and leakage.passed is passes
 
 
 @pytest.mark.parametrize(("column", "passes"), [("x", True), ("leak", False)])

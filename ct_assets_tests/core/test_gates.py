@@ -8,9 +8,9 @@ from ct_assets.core.data import schema
 from ct_assets.core.release.gates import (
     calibration_gate,
     fairness_gate,
-    holdout_gate,
     leakage_gate,
 )
+from ct_assets.core.release.holdout_gates import holdout_gate, non_inferiority_gate, resolvable_margin
 from ct_assets.core.release.metrics import expected_calibration_error, roc_auc, single_feature_aucs
 
 
@@ -138,6 +138,48 @@ def test_fairness_skips_groups_too_small_to_judge(scored: dict[str, np.ndarray])
     assert "group_c" not in result.metrics["candidate_by_group"]
 
 
+def test_non_inferiority_passes_an_equal_candidate_and_fails_a_clearly_worse_one(scored) -> None:
+    y, good, weak = scored["y"], scored["good"], scored["weak"]
+    equal = non_inferiority_gate(y, good, good.copy(), n_boot=50)
+    assert equal.passed and equal.metrics["improvement"] == 0.0
+    assert "not worse by more than the margin" in equal.reason
+    worse = non_inferiority_gate(y, weak, good, n_boot=50)
+    assert not worse.passed and worse.metrics["ci_low"] <= -worse.metrics["margin"]
+    assert "may be worse by more than the margin" in worse.reason
+    assert non_inferiority_gate(y, weak, None).passed  # no production model: bootstrap
+
+
+def test_non_inferiority_at_its_margin(scored) -> None:
+    """A fixed margin (floor = cap) either side of the candidate's loss: passes above it, fails below."""
+    y, good, weak = scored["y"], scored["good"], scored["weak"]
+    loss = roc_auc(y, good) - roc_auc(y, weak)
+    wide = non_inferiority_gate(y, weak, good, margin_floor=loss + 0.05, max_margin=loss + 0.05, n_boot=50)
+    narrow = non_inferiority_gate(y, weak, good, margin_floor=loss - 0.05, max_margin=loss - 0.05, n_boot=50)
+    assert wide.passed and wide.metrics["margin"] == pytest.approx(loss + 0.05)
+    assert not narrow.passed and narrow.metrics["margin"] == pytest.approx(loss - 0.05)
+
+
+@pytest.mark.parametrize(("case", "rows", "floor", "cap", "bound"), [
+    ("few rows: the margin is what they resolve", 300, 0.002, 0.2, "what 300 rows resolve"),
+    ("many rows resolve finer than the floor", 4000, 0.05, 0.2, "the floor"),
+    ("too few rows for the cap: capped", 300, 0.002, 0.005, "the cap"),
+])
+def test_non_inferiority_margin_is_no_finer_than_the_holdout_resolves(scored, case, rows, floor, cap, bound) -> None:
+    y, good, weak = scored["y"][:rows], scored["good"][:rows], scored["weak"][:rows]
+    result = non_inferiority_gate(y, good, weak, margin_floor=floor, max_margin=cap, n_boot=100)
+    resolution = resolvable_margin(result.metrics["standard_error"], confidence=0.95, power=0.8)
+    assert result.metrics["margin"] == pytest.approx(min(max(floor, resolution), cap)), case
+    assert f"({bound}: bootstrap SE" in result.reason, case
+
+
+def test_fewer_rows_resolve_a_coarser_margin(scored) -> None:
+    y, good, weak = scored["y"], scored["good"], scored["weak"]
+    small = non_inferiority_gate(y[:300], good[:300], weak[:300], margin_floor=0.0, max_margin=1.0, n_boot=100)
+    large = non_inferiority_gate(y, good, weak, margin_floor=0.0, max_margin=1.0, n_boot=100)
+    assert small.metrics["margin"] > 2 * large.metrics["margin"]
+    assert resolvable_margin(0.01, 0.95, 0.8) == pytest.approx((1.959964 + 0.841621) * 0.01, rel=1e-5)
+
+
 def orders_with_labels(n_rows: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame({column: rng.normal(size=n_rows) for column in schema.FEATURE_NUMERIC})
@@ -170,7 +212,25 @@ def test_leakage_gate_catches_a_jump_against_the_reference() -> None:
     assert leakage_gate(features, labels).passed  # below the absolute ceiling...
     result = leakage_gate(features, labels, reference_auc=reference, max_jump=0.15)
     assert not result.passed  # ...but far above its usual level
-    assert "sensor_motion AUC jumped" in result.reason
+    assert "sensor_motion AUC jumped" in result.reason and "did not shift" in result.reason
+
+
+def test_leakage_jump_on_a_feature_the_drift_report_saw_shift_is_covariate_shift() -> None:
+    """A feature whose traffic moved (geography) may gain predictive power: drift, not leakage. A
+    near-perfect feature stays leakage even when its distribution shifted (the leakage_bug does both)."""
+    features, labels = orders_with_labels(3000, seed=0)
+    reference = single_feature_aucs(features, labels)
+    rng = np.random.default_rng(2)
+    features["sensor_motion"] = labels + rng.normal(scale=0.8, size=len(labels))
+    shifted = leakage_gate(features, labels, reference_auc=reference, shifted_features=("sensor_motion",))
+    assert shifted.passed, shifted.reason
+    assert "explained by the drift report's shift in sensor_motion" in shifted.reason
+    other = leakage_gate(features, labels, reference_auc=reference, shifted_features=("discount",))
+    assert not other.passed
+    features["sensor_signal"] = labels.astype(float)
+    copied = leakage_gate(features, labels, reference_auc=reference, shifted_features=("sensor_signal",))
+    assert not copied.passed and "sensor_signal alone has AUC 1.0000" in copied.reason
+    assert copied.threshold["shifted_features"] == ["sensor_signal"]
 
 
 def test_leakage_gate_refuses_missing_columns_and_single_class() -> None:
@@ -222,7 +282,7 @@ def test_selection_bias_gate_without_production_or_blocked_rows_passes():
 
 
 def test_non_regression_gate_allows_a_tolerance_and_fails_beyond_it():
-    from ct_assets.core.release.gates import non_regression_gate
+    from ct_assets.core.release.holdout_gates import non_regression_gate
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 2000)
@@ -249,3 +309,15 @@ def test_fairness_gap_cap_fails_a_candidate_that_leaves_one_group_badly_served(s
     assert narrowing.passed, narrowing.reason
     with pytest.raises(ValueError, match="max_gap"):
         fairness_gate(y, good, good, groups, max_gap=-0.1)
+
+
+def test_leakage_jump_under_detected_concept_drift_is_the_new_concept() -> None:
+    """Concept drift (the serving model degraded) explains a jump; a leak leaves the old model as good."""
+    features, labels = orders_with_labels(3000, seed=0)
+    reference = single_feature_aucs(features, labels)
+    features["sensor_motion"] = labels + np.random.default_rng(2).normal(scale=0.8, size=len(labels))
+    assert not leakage_gate(features, labels, reference_auc=reference, shifted_features=()).passed
+    result = leakage_gate(features, labels, reference_auc=reference, shifted_features=(), concept_drift=True)
+    assert result.passed and "explained by the detected concept drift" in result.reason
+    features["sensor_signal"] = labels.astype(float)
+    assert not leakage_gate(features, labels, reference_auc=reference, concept_drift=True).passed

@@ -21,6 +21,7 @@ from ct_assets.core.backtest.scoring import accuracy, batch_metric, higher_is_be
 from ct_assets.core.backtest.serving import Reference, Serving, fit_candidate, monitoring_reference
 from ct_assets.core.backtest.strategies import (
     ACTION_ONLINE,
+    CTPolicy,
     ReplayState,
     StepSignal,
     Strategy,
@@ -28,7 +29,7 @@ from ct_assets.core.backtest.strategies import (
     TrainingRun,
     batch_error,
 )
-from ct_assets.core.decision.evidence_rules import BatchError
+from ct_assets.core.decision.evidence_rules import BatchError, is_shifted, shift_start
 from ct_assets.core.decision.policy import Evidence
 from ct_assets.core.decision.policy_config import (
     ACTION_ESCALATE,
@@ -46,8 +47,10 @@ from ct_assets.core.release.lineup import (
     TrainingRows,
     blocking_failures,
     candidate_gates,
+    newest_holdout_rows,
     online_chain_gates,
     select_local_shift,
+    spread_evenly,
 )
 from ct_assets.core.training.model import TrainedModel, predict_proba
 from ct_assets.core.training.online import online_update
@@ -281,19 +284,44 @@ class Replay:
 
     def gates(self, candidate: Serving, newest: int, features: pd.DataFrame, labels: np.ndarray,
               batch_ids: np.ndarray, evidence: Evidence | None) -> list[GateResult]:
-        """The live gates on the holdout rows of the candidate's training window, as ``evaluate_candidate``
-        applies them (a single batch's holdout is too small for a 1 % margin to clear its noise)."""
-        spec = self.data.spec
-        first = min(candidate.window[0], newest)
-        holdout, y, _ = self.data.rows(first, newest, "holdout")
+        """The live gates, as ``evaluate_candidate`` applies them: on the newest regime's holdout rows
+        within a retrain window (since the shift the monitoring signals show, else the newest batches)
+        and on the long-term holdout rows of every batch so far."""
+        spec, settings = self.data.spec, replace(self.config.gates, seed=self.config.seed)
+        first = min(candidate.window[0], max(0, newest - self.config.window_batches + 1))
+        pool, pool_labels, pool_batches = self.data.rows(first, newest, "holdout")
+        newest_rows = newest_holdout_rows(pool_batches, pool_labels, self.shift_start(), settings)
+        holdout = pool.loc[newest_rows.rows].reset_index(drop=True)
+        y = pool_labels[newest_rows.rows]
         if len(np.unique(y)) < 2:
             return [GateResult("holdout", False, "error", {"n": len(y)}, {},
                                f"holdout of batches {first}..{newest} has a single class: cannot judge the candidate")]
-        scores = HoldoutScores(y, predict_proba(candidate.model, holdout), predict_proba(self.serving.model, holdout),
-                               None if spec.protected_column is None else holdout[spec.protected_column].to_numpy())
-        training = TrainingRows(features, labels, batch_ids, spec.numeric_features, self.serving.leakage_aucs)
-        return candidate_gates(scores, replace(self.config.gates, seed=self.config.seed), training=training,
-                               local_shift=self.local_shift_rows(candidate, holdout, evidence), guarded=True)
+        long_term, long_term_y, _ = self.data.rows(0, newest, "long_term")
+        kept = spread_evenly(len(long_term_y), settings.long_term_max_rows)
+        training = TrainingRows(features, labels, batch_ids, spec.numeric_features, self.serving.leakage_aucs,
+                                None if evidence is None else evidence.drifted_features,
+                                evidence is not None and evidence.concept_drift_detected)
+        return candidate_gates(
+            self.holdout_scores(candidate, holdout, y, newest_rows.describe("batches")), settings,
+            training=training, local_shift=self.local_shift_rows(candidate, holdout, evidence),
+            long_term=self.holdout_scores(candidate, long_term.iloc[kept], long_term_y[kept],
+                                          f"long-term holdout rows of batches 0..{newest}"),
+            shift_detected=newest_rows.since_shift, guarded=True)
+
+    def holdout_scores(self, candidate: Serving, rows: pd.DataFrame, labels: np.ndarray,
+                       described: str) -> HoldoutScores:
+        protected = self.data.spec.protected_column
+        return HoldoutScores(labels, predict_proba(candidate.model, rows), predict_proba(self.serving.model, rows),
+                             None if protected is None else rows[protected].to_numpy(), described)
+
+    def shift_start(self) -> int | None:
+        """First batch of the shift ongoing now by the monitoring signals, as the policy's evidence counts
+        it (None: no shift, or a strategy without the policy's notion of one)."""
+        if not isinstance(self.strategy, CTPolicy):
+            return None
+        shifted = {signal.batch for signal in self.signals if is_shifted(
+            signal.drift_scope, signal.drift_severity, signal.concept_degraded, self.strategy.policy)}
+        return shift_start(shifted, self.signals[-1].batch) if self.signals else None
 
     def local_shift_rows(self, candidate: Serving, holdout: pd.DataFrame,
                          evidence: Evidence | None) -> LocalShift | None:

@@ -285,7 +285,7 @@ def _label_evidence(con: duckdb.DuckDBPyConnection, as_of: date, production: Mod
 
     # Labels of events the production model never trained on; every label for a first model.
     since_training = None if production is None else _model_day(production) + timedelta(days=1)
-    start = _shift_start(con, as_of, config) if production is not None else None
+    start = current_shift_start(con, as_of, config) if production is not None else None
     if start is not None:
         notes["new_regime"] = f"the current shift started on {start}: labels counted from then"
 
@@ -334,7 +334,7 @@ def _error_evidence(con: duckdb.DuckDBPyConnection, as_of: date, production: Mod
     return ErrorHistory(batches, True, path, day.toordinal(), since)
 
 
-def _shift_start(con: duckdb.DuckDBPyConnection, as_of: date, config: PolicyConfig) -> date | None:
+def current_shift_start(con: duckdb.DuckDBPyConnection, as_of: date, config: PolicyConfig) -> date | None:
     """First day of the unbroken run of shifted days ending on ``as_of`` (None if ``as_of`` is not shifted);
     a day is shifted when one of its drift reports or concept drift results says so (:func:`is_shifted`)."""
     reports = _fetch(con, "drift_reports", "SELECT partition, scope, severity FROM drift_reports "

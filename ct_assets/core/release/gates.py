@@ -3,7 +3,9 @@
 Each gate returns a :class:`GateResult` saying whether it passed, how serious a failure is, the
 numbers it looked at, the threshold it applied and, in plain language, why. The metrics come from
 :mod:`ct_assets.core.release.metrics`; fairlearn is imported inside the fairness gate (it is slow
-to import). Which gates judge a candidate, on which rows, is :mod:`ct_assets.core.release.lineup`.
+to import). The gates comparing both models' metric on the same rows are
+:mod:`ct_assets.core.release.holdout_gates`; which gates judge a candidate, on which rows, is
+:mod:`ct_assets.core.release.lineup`.
 """
 
 from __future__ import annotations
@@ -19,13 +21,10 @@ from ct_assets.core.data import schema
 from ct_assets.core.release.metrics import (
     Metric,
     binary_labels,
-    bootstrap_improvements,
     check_metric,
     expected_calibration_error,
     higher_is_better,
-    improvement,
     metric_fn,
-    percentile_interval,
     probabilities,
     single_feature_aucs,
 )
@@ -63,73 +62,21 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _check_severity(severity: str) -> None:
+def check_severity(severity: str) -> None:
     if severity not in ("error", "warning"):
         raise ValueError(f"severity must be 'error' or 'warning', got {severity!r}")
 
 
-def _paired_scores(y_true: Any, candidate_scores: Any, production_scores: Any | None,
+def paired_scores(y_true: Any, candidate_scores: Any, production_scores: Any | None,
                    severity: str, metric: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The checked labels and both models' scores on the same rows (production None without a model)."""
     if metric is not None:
         check_metric(metric)
-    _check_severity(severity)
+    check_severity(severity)
     y = binary_labels(y_true)
     candidate = probabilities(candidate_scores, len(y), "candidate_scores")
     production = None if production_scores is None else probabilities(production_scores, len(y), "production_scores")
     return y, candidate, production
-
-
-def holdout_gate(
-    y_true: Any,
-    candidate_scores: Any,
-    production_scores: Any | None,
-    metric: Metric = "auc",
-    margin: float = 0.01,
-    relative: bool = True,
-    n_boot: int = 200,
-    seed: int = 0,
-    confidence: float = 0.95,
-    severity: Severity = "error",
-) -> GateResult:
-    """The candidate must beat production by ``margin`` and not by noise.
-
-    Passes only if (a) the improvement (relative to production's value when ``relative``, so 0.01
-    means "1 % better") is at least ``margin`` and (b) the paired bootstrap ``confidence`` interval of
-    the improvement lies entirely above 0. Without a production model it passes (bootstrap).
-
-    Example: ``holdout_gate(y, cand_p, prod_p, metric="auc", margin=0.01).passed``.
-    """
-    if margin < 0 or n_boot < 1 or not 0 < confidence < 1:
-        raise ValueError("need margin >= 0, n_boot >= 1 and 0 < confidence < 1")
-    y, cand, prod = _paired_scores(y_true, candidate_scores, production_scores, severity, metric)
-    score = metric_fn(metric)
-    cand_value = score(y, cand)
-    if metric == "auc" and math.isnan(cand_value):
-        raise ValueError("holdout_gate: AUC needs both classes in y_true")
-    threshold = {"metric": metric, "margin": margin, "relative": relative, "confidence": confidence}
-    if prod is None:
-        return GateResult("holdout", True, severity, {f"candidate_{metric}": cand_value, "n": len(y)}, threshold,
-                          f"no production model: candidate ({metric} {cand_value:.4f}) bootstraps production")
-    prod_value = score(y, prod)
-    observed = improvement(cand_value, prod_value, metric, relative)
-    boot = bootstrap_improvements(y, cand, prod, metric, relative, n_boot, seed)
-    if not boot:
-        raise ValueError("holdout_gate: every bootstrap resample had a single class; the holdout is too small")
-    ci_low, ci_high = percentile_interval(boot, confidence)
-    metrics = {
-        f"candidate_{metric}": cand_value, f"production_{metric}": prod_value, "improvement": observed,
-        "ci_low": ci_low, "ci_high": ci_high, "n": len(y), "n_boot_used": len(boot),
-    }
-    kind = "relative" if relative else "absolute"
-    summary = (f"candidate {metric} {cand_value:.4f} vs production {prod_value:.4f}: {kind} improvement "
-               f"{observed:+.4f} (required {margin:+.4f}), {confidence:.0%} CI [{ci_low:+.4f}, {ci_high:+.4f}]")
-    if observed < margin:
-        return GateResult("holdout", False, severity, metrics, threshold, f"{summary}; improvement below the margin")
-    if ci_low <= 0:
-        return GateResult("holdout", False, severity, metrics, threshold,
-                          f"{summary}; the confidence interval includes 0, so the gain may be noise")
-    return GateResult("holdout", True, severity, metrics, threshold, f"{summary}; candidate is better")
 
 
 def fairness_gate(
@@ -161,7 +108,7 @@ def fairness_gate(
 
     if tolerance < 0 or max_gap_widening < 0 or min_group_size < 1 or (max_gap is not None and max_gap < 0):
         raise ValueError("need tolerance >= 0, max_gap_widening >= 0, max_gap >= 0 and min_group_size >= 1")
-    y, cand, prod = _paired_scores(y_true, candidate_scores, production_scores, severity, metric)
+    y, cand, prod = paired_scores(y_true, candidate_scores, production_scores, severity, metric)
     group_values = pd.Series(np.asarray(groups, dtype="object").reshape(-1)).astype("string")
     if len(group_values) != len(y):
         raise ValueError(f"groups: {len(group_values)} values for {len(y)} labels")
@@ -225,12 +172,22 @@ def leakage_gate(
     severity: Severity = "error",
     batches: Any | None = None,
     min_batch_rows: int = 200,
+    shifted_features: tuple[str, ...] | None = None,
+    concept_drift: bool = False,
 ) -> GateResult:
-    """Fail when a numeric feature alone predicts the label implausibly well, or suddenly much better.
+    """Fail when a numeric feature alone predicts the label implausibly well, or suddenly much better
+    without a shift to explain it.
 
-    A feature fails if its single-feature AUC exceeds ``max_single_feature_auc``, or if it exceeds its
-    ``reference_auc`` (e.g. from the production model's training window) by more than ``max_jump``.
-    The metrics hold every column's AUC, ready to serve as the next reference.
+    A feature fails if its single-feature AUC exceeds ``max_single_feature_auc`` (no genuine feature
+    separates the classes almost perfectly), or if it exceeds its ``reference_auc`` (e.g. from the
+    production model's training window) by more than ``max_jump`` with nothing to explain it. Two
+    things do, and then the jump is reported, not failed. ``shifted_features``, the features the drift
+    report found shifted: when a feature's traffic really moved (fraud concentrated where the
+    geography shifted) a stronger association is what the shift brings. ``concept_drift``, the
+    serving model's own metric degraded: the relation between features and label changed, so single
+    features may predict it differently; a leak, by contrast, leaves the model that never saw it as
+    good as before. Without either (None: no drift report) every jump fails. The metrics hold every
+    column's AUC, ready to serve as the next reference.
 
     ``batches`` (e.g. each row's day) makes the AUC the highest of any batch with at least
     ``min_batch_rows`` rows and both classes: a bug that started two days into a fortnight's window
@@ -238,7 +195,7 @@ def leakage_gate(
 
     Example: a pipeline bug that copies ``is_fraud`` into ``sensor_signal`` gives it AUC 1.0 -> fails.
     """
-    _check_severity(severity)
+    check_severity(severity)
     if not 0.5 <= max_single_feature_auc <= 1.0 or max_jump < 0:
         raise ValueError("need 0.5 <= max_single_feature_auc <= 1 and max_jump >= 0")
     aucs = single_feature_aucs(features, labels, columns)
@@ -252,20 +209,31 @@ def leakage_gate(
             for column, auc in single_feature_aucs(features.loc[rows], y[rows], columns).items():
                 aucs[column] = max(aucs[column], auc)
     reference = dict(reference_auc or {})
+    shifted = set(shifted_features or ())
     failures: list[str] = []
+    explained: list[str] = []
     for column, auc in aucs.items():
         if auc > max_single_feature_auc:
             failures.append(f"{column} alone has AUC {auc:.4f} > {max_single_feature_auc} (likely label leakage)")
         elif column in reference and auc - reference[column] > max_jump:
-            failures.append(f"{column} AUC jumped {reference[column]:.4f} -> {auc:.4f} (> {max_jump}; likely leakage)")
+            jump = f"{column} AUC jumped {reference[column]:.4f} -> {auc:.4f} (> {max_jump})"
+            if column in shifted:
+                explained.append(f"{jump}, explained by the drift report's shift in {column}")
+            elif concept_drift:
+                explained.append(f"{jump}, explained by the detected concept drift")
+            else:
+                failures.append(f"{jump} while its distribution did not shift; likely leakage")
     threshold = {"max_single_feature_auc": max_single_feature_auc, "max_jump": max_jump,
-                 "reference_auc": reference or None}
+                 "reference_auc": reference or None,
+                 "shifted_features": None if shifted_features is None else sorted(shifted),
+                 "concept_drift": concept_drift}
     metrics = {"single_feature_auc": aucs, "max_auc_feature": max(aucs, key=aucs.__getitem__)}
+    note = "".join(f"; {text}" for text in explained)
     if failures:
-        return GateResult("leakage", False, severity, metrics, threshold, "; ".join(failures))
+        return GateResult("leakage", False, severity, metrics, threshold, "; ".join(failures) + note)
     return GateResult("leakage", True, severity, metrics, threshold,
                       f"highest single-feature AUC {aucs[metrics['max_auc_feature']]:.4f} "
-                      f"({metrics['max_auc_feature']}) is plausible")
+                      f"({metrics['max_auc_feature']}) is plausible{note}")
 
 
 def calibration_gate(
@@ -280,7 +248,7 @@ def calibration_gate(
 
     Without a production model it passes and reports the candidate's ECE.
     """
-    _check_severity(severity)
+    check_severity(severity)
     if max_ece_increase < 0:
         raise ValueError(f"max_ece_increase must be >= 0, got {max_ece_increase}")
     cand_ece = expected_calibration_error(y_true, candidate_scores, n_bins)
@@ -312,7 +280,7 @@ def selection_bias_gate(
     below that of the rows it approves, the training data only shows the model its own approvals:
     retraining on it narrows the model further. Without a production model there is nothing to check.
     """
-    _check_severity(severity)
+    check_severity(severity)
     mask = np.asarray(labelled, dtype=bool)
     if production_scores is None:
         return GateResult("selection_bias", True, severity, {}, {}, "no production model: no feedback loop yet")
@@ -333,33 +301,3 @@ def selection_bias_gate(
                           f"{summary} < {min_coverage_ratio}: labels come mostly from the model's own approvals "
                           "(feedback loop); the candidate learns from a biased sample")
     return GateResult("selection_bias", True, severity, metrics, threshold, summary)
-
-
-def non_regression_gate(
-    y_true: Any,
-    candidate_scores: Any,
-    production_scores: Any | None,
-    metric: Metric = "auc",
-    tolerance: float = 0.01,
-    scope: str = "rows outside the shift",
-    severity: Severity = "error",
-) -> GateResult:
-    """The candidate may not be worse than production by more than ``tolerance`` (metric units).
-
-    A local fine-tune must win where the shift is (the holdout gate, on those rows) without paying
-    for it elsewhere: this gate guards the rest.
-    """
-    y, candidate, production = _paired_scores(y_true, candidate_scores, production_scores, severity, metric)
-    threshold = {"tolerance": tolerance, "metric": metric, "scope": scope}
-    if production is None or len(np.unique(y)) < 2:
-        return GateResult("non_regression", True, severity, {"n": len(y)}, threshold,
-                          f"nothing to compare on {scope}")
-    fn = metric_fn(metric)
-    cand, prod = fn(y, candidate), fn(y, production)
-    worse_by = -improvement(cand, prod, metric, relative=False)
-    metrics = {f"candidate_{metric}": cand, f"production_{metric}": prod, "worse_by": worse_by, "n": len(y)}
-    summary = f"on {scope}: candidate {metric} {cand:.4f} vs production {prod:.4f}"
-    if worse_by > tolerance:
-        return GateResult("non_regression", False, severity, metrics, threshold,
-                          f"{summary}: worse by {worse_by:.4f} > {tolerance}")
-    return GateResult("non_regression", True, severity, metrics, threshold, f"{summary}: no regression")

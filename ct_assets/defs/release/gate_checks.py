@@ -1,5 +1,5 @@
-"""Promotion gates: blocking checks on each candidate (holdout, fairness, leakage, calibration),
-plus a feedback-loop (selection bias) warning.
+"""Promotion gates: blocking checks on each candidate (holdout on the newest regime, the long-term
+holdout set, fairness, leakage, calibration), plus a feedback-loop (selection bias) warning.
 
 A failed gate rejects the candidate in the registry, raises an alert (the seed's "page the
 on-call engineer instead of deploying") and, being blocking, stops `production_model`.
@@ -17,8 +17,9 @@ from ct_assets.defs.resources import DUCKDB_POOL, CTSettings, CTStorage
 from ct_assets.defs.training.candidates import CANDIDATE_ASSETS
 
 GATE_CHECKS = {
-    "holdout": "beats_production_on_holdout",
+    "holdout": "holds_up_against_production_on_newest_holdout",
     "non_regression": "no_regression_outside_the_shift",
+    "long_term_holdout": "no_regression_on_long_term_holdout",
     "fairness": "no_group_regresses",
     "leakage": "no_label_leakage",
     "calibration": "calibration_not_worse",
@@ -43,7 +44,8 @@ def _gates_for(candidate: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
             raise ValueError(f"{candidate.key.to_user_string()} has never been materialized")
         model_id = str(event.asset_materialization.metadata["model_id"].value)
         with duckdb.get_connection() as con:
-            results = evaluate_candidate(con, storage.models_dir, model_id, settings.gate_settings())
+            results = evaluate_candidate(con, storage.models_dir, model_id, settings.gate_settings(),
+                                         settings.policy())
             failed = blocking_failures(results)
             if failed:
                 raise_alert(con, "gate_failed", "error", model_id,
