@@ -57,7 +57,7 @@ def policy_calibration(context: dg.AssetExecutionContext, config: PolicyCalibrat
         return dg.MaterializeResult(metadata={**metadata, "proposed": False})
     path, proposed = write_tuned_policy(
         report, Path(settings.policy_path).read_text(encoding="utf-8"),
-        storage.layout().policy_proposals_dir / f"policy-{context.run_id[:8]}.toml")
+        storage.layout.policy_proposals_dir / f"policy-{context.run_id[:8]}.toml")
     header = tuning_header(report)
     with duckdb.get_connection() as con:
         alert = raise_alert(con, KIND_POLICY_PROPOSAL, "warning", proposed.policy_version,
