@@ -67,7 +67,7 @@ def test_tuning_a_tiny_stream_respects_the_budget_and_checks_the_later_part(repo
 def test_the_written_policy_keeps_the_file_and_loads_back_with_the_chosen_values(report: TuningReport,
                                                                                  tmp_path: Path) -> None:
     base_text = DEFAULT_POLICY_PATH.read_text()
-    path, written = write_tuned_policy(report, base_text, tmp_path / "policy.tuned.toml")
+    path, _ = write_tuned_policy(report, base_text, tmp_path / "policy.tuned.toml")
     text = path.read_text()
     assert text.startswith("# Tuned by `ct tune` on stream 'sea'") and "seeds [0]" in text
     assert "# Event trigger: this many new labels" in text  # the user's comments stay

@@ -71,11 +71,11 @@ def tuning_header(report: TuningReport) -> list[str]:
         raise ValueError("no candidate policy fits the budget: nothing to write")
     tuned = report.score(report.chosen.name)
     baseline = report.score("always_retrain")
-    lines = [f"Tuned by `ct tune` on stream {report.stream_name!r}, seeds {list(report.seeds)}, compute budget "
-             f"{report.budget:.0%} of always_retrain's.",
+    lines = [(f"Tuned by `ct tune` on stream {report.stream_name!r}, seeds {list(report.seeds)}, compute budget "
+             f"{report.budget:.0%} of always_retrain's."),
              f"Chosen: {report.chosen.describe()}",
-             f"First {report.tuned_batches} batches: mean {report.metric} {tuned.mean_metric:.4f} at "
-             f"{tuned.compute_share:.1%} of always_retrain's compute (always_retrain {baseline.mean_metric:.4f}).",
+             (f"First {report.tuned_batches} batches: mean {report.metric} {tuned.mean_metric:.4f} at "
+             f"{tuned.compute_share:.1%} of always_retrain's compute (always_retrain {baseline.mean_metric:.4f})."),
              ]
     if report.held_out:
         held, held_base = report.score("ct_policy", held_out=True), report.score("always_retrain", held_out=True)
