@@ -9,6 +9,8 @@
     ct rollback --by NAME --reason TEXT
     ct backtest --stream NAME | --file PATH --timestamp-column COL --label-column COL [...]
                             replay a stream through every retraining strategy
+    ct tune (--stream NAME | --file PATH ...) --budget 0.2 [--param KEY=V1,V2]... [--seeds 0,1] [--out FILE]
+                            calibrate the policy on that history and write the best policy within the budget
     ct doctor [--data-dir DIR] [--repair]   check crash/consistency invariants (exit 1 on errors)
 
 Paths come from CT_DATA_DIR (default ./data); the stream from CT_SCENARIO (a timeline such as
@@ -26,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ct_assets.cli_backtest import add_backtest_parser
+from ct_assets.cli_tune import add_tune_parser
 from ct_assets.core.data.layout import DataLayout
 
 # After 13 stable days: a regional promotion (fine-tune), a passing market shift (an update, then a
@@ -292,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--reason", required=True)
     rollback.set_defaults(func=cmd_rollback)
     add_backtest_parser(sub).set_defaults(func=cmd_backtest)
+    add_tune_parser(sub)
     doctor = sub.add_parser("doctor", help="check registry, artifacts, snapshot and warehouse invariants")
     doctor.add_argument("--data-dir", help="data directory (default: CT_DATA_DIR or ./data)")
     doctor.add_argument("--database", help="warehouse file (default: <data-dir>/warehouse.duckdb, "

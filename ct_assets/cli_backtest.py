@@ -35,24 +35,29 @@ FILE_OPTIONS: tuple[tuple[str, str, dict[str, object]], ...] = (
 )
 
 
-def add_backtest_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    backtest = sub.add_parser("backtest", help="replay a stream (built-in or your own file) through every "
-                                                "retraining strategy")
-    source = backtest.add_mutually_exclusive_group()
+def add_stream_options(parser: argparse.ArgumentParser) -> None:
+    """The options naming the stream to replay, shared by `ct backtest` and `ct tune`."""
+    source = parser.add_mutually_exclusive_group()
     source.add_argument("--stream", help="a built-in stream (default simulator): simulator | sea_abrupt | "
                                          "sea_gradual | hyperplane_* | stagger_* | agrawal_* | employment_ma")
     source.add_argument("--file", help="your own history: a CSV or Parquet file of timestamped, labelled rows")
+    parser.add_argument("--label-delay", type=int, default=0, help="batches until a batch's labels arrive")
+    parser.add_argument("--quick", action="store_true", help="a small version of the built-in stream")
+    parser.add_argument("--policy", help="policy file to test (default: ct_assets/policy.toml)")
+    file_options = parser.add_argument_group("with --file")
+    for flag, text, options in FILE_OPTIONS:
+        file_options.add_argument(flag, help=text, **options)  # type: ignore[arg-type]
+
+
+def add_backtest_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    backtest = sub.add_parser("backtest", help="replay a stream (built-in or your own file) through every "
+                                                "retraining strategy")
+    add_stream_options(backtest)
     backtest.add_argument("--strategies", default="",
                           help="comma-separated subset of never,periodic_3,periodic_7,periodic_14,always_retrain,"
                                "always_finetune,drift_retrain,ct_policy,online (default: all)")
-    backtest.add_argument("--label-delay", type=int, default=0, help="batches until a batch's labels arrive")
     backtest.add_argument("--seed", type=int, default=0)
-    backtest.add_argument("--quick", action="store_true", help="a small version of the built-in stream")
-    backtest.add_argument("--policy", help="policy file to test (default: ct_assets/policy.toml)")
     backtest.add_argument("--db", help="DuckDB file for the results (default: the live warehouse)")
-    file_options = backtest.add_argument_group("with --file")
-    for flag, text, options in FILE_OPTIONS:
-        file_options.add_argument(flag, help=text, **options)  # type: ignore[arg-type]
     return backtest
 
 
@@ -70,7 +75,7 @@ def _batching(words: Sequence[str]) -> tuple[str, int | None]:
     raise ValueError(f"--batch-by takes day, week, month or 'rows N', got {' '.join(words)!r}")
 
 
-def _file_stream(args: argparse.Namespace) -> tuple[Stream, BacktestConfig]:
+def _file_stream(args: argparse.Namespace, seed: int) -> tuple[Stream, BacktestConfig]:
     """The --file stream and its settings; prints which columns are inputs and why the others are not."""
     from ct_assets.core.backtest.service import prepare_file
 
@@ -84,12 +89,34 @@ def _file_stream(args: argparse.Namespace) -> tuple[Stream, BacktestConfig]:
             Path(args.file), timestamp_column=args.timestamp_column, label_column=args.label_column,
             positive_label=args.positive_label, batch_by=batch_by, batch_rows=batch_rows,
             numeric=_names(args.numeric), categorical=_names(args.categorical), protected_column=args.protected,
-            segment_columns=_names(args.segments) or (), change_times=_names(args.change_at) or (), seed=args.seed,
+            segment_columns=_names(args.segments) or (), change_times=_names(args.change_at) or (), seed=seed,
             label_delay=args.label_delay, warmup_batches=2 if args.warmup_batches is None else args.warmup_batches)
     except FileNotFoundError as exc:
         raise ValueError(str(exc)) from None
     print(f"{args.file}: {stream.spec.description}\n{roles.describe()}\n")
     return stream, config
+
+
+def stream_and_config(args: argparse.Namespace, seed: int) -> tuple[Stream, BacktestConfig]:
+    """The stream the options name (``--file`` or ``--stream``) and its settings under ``seed``.
+
+    Raises ValueError for any bad option or input.
+    """
+    from ct_assets.core.backtest.catalog import prepare
+
+    if args.file:
+        return _file_stream(args, seed)
+    given = [flag for flag, _, _ in FILE_OPTIONS if getattr(args, flag[2:].replace("-", "_")) is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)} only apply to --file (built-in streams keep their settings)")
+    return prepare(args.stream or "simulator", quick=args.quick, seed=seed, label_delay=args.label_delay)
+
+
+def policy_path(args: argparse.Namespace) -> Path:
+    """The policy file the options name (``--policy``), or the shipped one."""
+    from ct_assets.core.decision.policy_config import DEFAULT_POLICY_PATH
+
+    return Path(args.policy) if args.policy else DEFAULT_POLICY_PATH
 
 
 def run_and_print(args: argparse.Namespace) -> BacktestResult:
@@ -98,20 +125,11 @@ def run_and_print(args: argparse.Namespace) -> BacktestResult:
     Raises ValueError for any bad option or input (the CLI turns it into exit code 2).
     """
     from ct_assets.core.backtest.catalog import strategy_table
-    from ct_assets.core.backtest.service import run_named_backtest, run_stream_backtest, target_checks
-    from ct_assets.core.decision.policy_config import DEFAULT_POLICY_PATH, load_policy_config
+    from ct_assets.core.backtest.service import run_stream_backtest, target_checks
+    from ct_assets.core.decision.policy_config import load_policy_config
 
-    strategies = _names(args.strategies) or ()
-    if args.file:
-        stream, config = _file_stream(args)
-        result = run_stream_backtest(stream, config, load_policy_config(args.policy or DEFAULT_POLICY_PATH),
-                                     strategies)
-    else:
-        given = [flag for flag, _, _ in FILE_OPTIONS if getattr(args, flag[2:].replace("-", "_")) is not None]
-        if given:
-            raise ValueError(f"{', '.join(given)} only apply to --file (built-in streams keep their settings)")
-        result = run_named_backtest(args.stream or "simulator", load_policy_config(args.policy or DEFAULT_POLICY_PATH),
-                                    strategies, args.label_delay, args.seed, args.quick)
+    stream, config = stream_and_config(args, args.seed)
+    result = run_stream_backtest(stream, config, load_policy_config(policy_path(args)), _names(args.strategies) or ())
     print(f"backtest {result.run_id}: {result.stream_name}, label delay {result.label_delay}, "
           f"{result.n_batches} batches, change points {list(result.change_points)}\n")
     print(strategy_table(result), "\n")

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_every_asset_has_group_kinds_owners_and_description():
     graph = build_definitions().resolve_asset_graph()
-    assert len(graph.get_all_asset_keys()) == 17
+    assert len(graph.get_all_asset_keys()) == 18  # policy_calibration included
     for key in graph.get_all_asset_keys():
         spec = graph.get(key)
         assert spec.group_name and spec.group_name != "default", key

@@ -11,6 +11,7 @@ from ct_assets.defs.data.ingest import complaints, labels, raw_events
 from ct_assets.defs.data.landing_sensor import landing_sensor
 from ct_assets.defs.data.quality_checks import DATA_QUALITY_CHECKS
 from ct_assets.defs.decision.assets import training_decision
+from ct_assets.defs.decision.calibration import policy_calibration
 from ct_assets.defs.decision.request_sensor import decision_request_sensor
 from ct_assets.defs.decision.triggers import TRIGGER_SENSORS, daily_policy_schedule
 from ct_assets.defs.monitoring.assets import (
@@ -39,7 +40,7 @@ def build_definitions(resources: Mapping[str, object] | None = None) -> dg.Defin
                     training_decision, *CANDIDATE_ASSETS, production_model, model_approval, rollout_monitor,
                     online_model, backtest_tables]
     return dg.Definitions(
-        assets=[*table_assets, backtest_result, analyst_snapshot_asset(table_assets)],
+        assets=[*table_assets, backtest_result, policy_calibration, analyst_snapshot_asset(table_assets)],
         asset_checks=[*DATA_QUALITY_CHECKS, *CANDIDATE_GATES],
         sensors=[landing_sensor, *TRIGGER_SENSORS, decision_request_sensor, decision_sensor, rollback_sensor, automation_sensor()],
         schedules=[daily_policy_schedule, periodic_retrain_schedule],

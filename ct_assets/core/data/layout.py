@@ -80,5 +80,10 @@ class DataLayout:
         return self.root / "backtest"
 
     @property
+    def policy_proposals_dir(self) -> Path:
+        """Policy files `policy_calibration` proposes; applied only when a person copies one over the policy."""
+        return self.root / "policy_proposals"
+
+    @property
     def simulator_state_dir(self) -> Path:
         return self.root / "simulator_state"

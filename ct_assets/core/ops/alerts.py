@@ -51,6 +51,7 @@ KIND_GATE_FAILED = "gate_failed"
 KIND_ROLLBACK = "rollback"
 KIND_ESCALATION = "escalation"
 KIND_APPROVAL_NEEDED = "approval_needed"
+KIND_POLICY_PROPOSAL = "policy_proposal"
 NOTIFIER_KINDS: tuple[str, ...] = ("log", "file", "webhook")
 _KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
