@@ -389,3 +389,15 @@ def test_blocking_failures_and_their_recorded_form():
     assert [g.name for g in lineup.blocking_failures(results)] == ["fairness", "calibration"]
     assert lineup.recorded_blocking_failures([g.to_dict() for g in results]) == ["fairness", "calibration"]
     assert lineup.blocking_failures([]) == [] and lineup.recorded_blocking_failures([]) == []
+
+
+def test_long_term_holdout_too_small_to_resolve_the_largest_margin_only_warns():
+    rng = np.random.default_rng(4)
+    y = np.tile([0, 1], 15)  # 30 rows: the bootstrap SE of an AUC difference is far above the 0.05 cap
+    production = np.clip(y * 0.3 + rng.uniform(0, 0.7, size=30), 0, 1)
+    candidate = rng.uniform(0, 1, size=30)
+    scores = lineup.HoldoutScores(y, candidate, production, None, "long-term holdout rows")
+    gate = lineup.candidate_gates(_scores(SHARP, groups=None), SETTINGS, long_term=scores)[2]
+    assert (gate.name, gate.passed, gate.severity) == ("long_term_holdout", False, "warning")
+    assert gate.metrics["margin"] == SETTINGS.non_inferiority_max_margin
+    assert "too few long-term rows to resolve the margin" in gate.reason

@@ -368,3 +368,12 @@ def test_a_retrain_carries_the_regime_window_and_its_reason() -> None:
     assert (decision.training_window_start, decision.training_window_reason) == (
         42, "the new regime since period 42 (3 batches)")
     assert decide(dataclasses.replace(case, avoidable_errors=0.0), CONFIG).training_window_start is None
+
+
+def test_on_evidence_timing_switches_the_cost_aware_trigger_off() -> None:
+    not_yet_worth_it = evidence(MEASURED, LOCAL, avoidable_errors=39.0)
+    assert decide(not_yet_worth_it, CONFIG).fired_rules == ("drift_scope", "cost_aware_timing")
+    on_evidence = config_with(avoidable_loss__price_per_error=0.005, avoidable_loss__timing="on_evidence")
+    decision = decide(not_yet_worth_it, on_evidence)
+    assert (decision.action, decision.fired_rules) == ("fine_tune", ("drift_scope",))
+    assert decide(evidence(MEASURED, avoidable_errors=10_000.0), on_evidence).action == "none"

@@ -11,13 +11,26 @@ from ct_assets.core.data.layout import SNAPSHOT_NAME
 from ct_assets.core.decision.records import ensure_decision_tables
 from ct_assets.core.monitoring.store import ensure_drift_tables
 from ct_assets.core.ops.alerts import ensure_alert_tables
-from ct_assets.core.ops.snapshots import ANALYST_TABLES, publish_snapshot
+from ct_assets.core.ops.snapshots import (
+    ANALYST_TABLE_SETUP,
+    ANALYST_TABLES,
+    ensure_analyst_tables,
+    publish_snapshot,
+)
 from ct_assets.core.release.registry import ensure_registry_tables
 from ct_assets.core.release.rollout_store import ensure_rollout_tables
 
 # Every table a store creates in the live warehouse.
 ENSURE_STORES = (ensure_ingest_tables, ensure_features_table, ensure_drift_tables, ensure_registry_tables,
                  ensure_decision_tables, ensure_alert_tables, ensure_rollout_tables, ensure_backtest_tables)
+
+
+def test_the_snapshot_sets_up_every_store_it_copies():
+    assert set(ANALYST_TABLE_SETUP) == set(ENSURE_STORES)
+    with duckdb.connect() as con:
+        ensure_analyst_tables(con)
+        tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    assert set(ANALYST_TABLES) <= tables
 
 READER = """
 import sys, duckdb

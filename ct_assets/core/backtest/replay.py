@@ -49,7 +49,9 @@ from ct_assets.core.release.lineup import (
     candidate_gates,
     newest_holdout_rows,
     online_chain_gates,
+    regime_start,
     select_local_shift,
+    serving_degraded,
     spread_evenly,
 )
 from ct_assets.core.training.model import TrainedModel, predict_proba
@@ -290,7 +292,9 @@ class Replay:
         spec, settings = self.data.spec, replace(self.config.gates, seed=self.config.seed)
         first = min(candidate.window[0], max(0, newest - self.config.window_batches + 1))
         pool, pool_labels, pool_batches = self.data.rows(first, newest, "holdout")
-        newest_rows = newest_holdout_rows(pool_batches, pool_labels, self.shift_start(), settings)
+        decided = None if evidence is None else evidence.regime_window_start
+        newest_rows = newest_holdout_rows(pool_batches, pool_labels, regime_start(decided, self.shift_start()),
+                                          settings)
         holdout = pool.loc[newest_rows.rows].reset_index(drop=True)
         y = pool_labels[newest_rows.rows]
         if len(np.unique(y)) < 2:
@@ -300,13 +304,16 @@ class Replay:
         kept = spread_evenly(len(long_term_y), settings.long_term_max_rows)
         training = TrainingRows(features, labels, batch_ids, spec.numeric_features, self.serving.leakage_aucs,
                                 None if evidence is None else evidence.drifted_features,
-                                evidence is not None and evidence.concept_drift_detected)
+                                evidence is not None and serving_degraded(evidence.concept_drift_detected,
+                                                                          evidence.avoidable_errors))
         return candidate_gates(
             self.holdout_scores(candidate, holdout, y, newest_rows.describe("batches")), settings,
             training=training, local_shift=self.local_shift_rows(candidate, holdout, evidence),
             long_term=self.holdout_scores(candidate, long_term.iloc[kept], long_term_y[kept],
                                           f"long-term holdout rows of batches 0..{newest}"),
-            shift_detected=newest_rows.since_shift, guarded=True)
+            shift_detected=newest_rows.since_shift,
+            population=self.holdout_scores(candidate, pool, pool_labels, f"holdout rows of batches {first}..{newest}"),
+            guarded=True)
 
     def holdout_scores(self, candidate: Serving, rows: pd.DataFrame, labels: np.ndarray,
                        described: str) -> HoldoutScores:

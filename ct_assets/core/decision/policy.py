@@ -57,6 +57,7 @@ from ct_assets.core.decision.policy_config import (
     ACTION_FINE_TUNE,
     ACTION_NONE,
     ACTION_RETRAIN,
+    TIMING_ON_EVIDENCE,
     PolicyConfig,
 )
 from ct_assets.core.monitoring.drift.types import SEVERITY_LEVELS
@@ -66,10 +67,12 @@ RISK_TIERS: tuple[str, ...] = ("low", "high")
 # Evidence rules are combined by taking the strongest action any of them asks for.
 _STRENGTH: dict[str, int] = {ACTION_NONE: 0, ACTION_FINE_TUNE: 1, ACTION_RETRAIN: 2}
 _UPDATES: tuple[str, ...] = (ACTION_FINE_TUNE, ACTION_RETRAIN)
-# Evidence of change whose updates wait until the avoidable loss pays for them (cost-aware timing). The other
-# rules are schedules, mandates or external signals (staleness, label accumulation, architecture, high risk,
-# complaints) and act whenever they fire.
-COST_TIMED_RULES: frozenset[str] = frozenset({"drift_scope", "concept_drift", "falling_metric", "unseen_categories"})
+# Evidence that the data moved, whose updates wait until the avoidable loss pays for them (cost-aware
+# timing). A measured loss of labelled performance (concept drift, a falling metric, with bootstrap
+# intervals) acts at once: the error count at the decision threshold can miss a loss the metric sees (a
+# rare positive class). The other rules are schedules, mandates or external signals (staleness, label
+# accumulation, architecture, high risk, complaints) and act whenever they fire.
+COST_TIMED_RULES: frozenset[str] = frozenset({"drift_scope", "unseen_categories"})
 
 
 @dataclass(frozen=True)
@@ -400,7 +403,7 @@ EVIDENCE_RULES: tuple[EvidenceRule, ...] = (
 
 
 def rule_cost_aware_timing(firings: list[RuleFiring], evidence: Evidence, config: PolicyConfig) -> RuleFiring | None:
-    """Hold the updates that drift, concept, metric or unseen-category evidence asks for while the avoidable
+    """Hold the updates that drift or unseen-category evidence asks for while the avoidable
     loss since the last update is worth less than their cost; schedules and mandates still act."""
     value = avoidable_value(evidence, config)
     if value is None or not evidence.production_model_exists:
@@ -639,8 +642,9 @@ def label_rows(batches: float, typical_batch_rows: int) -> int:
 
 
 def avoidable_value(evidence: Evidence, config: PolicyConfig) -> float | None:
-    """What the avoidable errors since the last update are worth at the configured price (None: not measured)."""
-    if evidence.avoidable_errors is None:
+    """What the avoidable errors since the last update are worth at the configured price (None: not measured,
+    or the cost-aware timing is switched off)."""
+    if evidence.avoidable_errors is None or config.avoidable_loss.timing == TIMING_ON_EVIDENCE:
         return None
     return evidence.avoidable_errors * config.avoidable_loss.price_per_error
 

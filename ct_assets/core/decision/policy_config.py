@@ -92,11 +92,17 @@ class LabelThresholds:
     strong_evidence_min_severity: float = _bounds(0.0, 1.0)
 
 
+TIMING_COST_AWARE, TIMING_ON_EVIDENCE = "cost_aware", "on_evidence"
+TIMINGS: tuple[str, ...] = (TIMING_COST_AWARE, TIMING_ON_EVIDENCE)
+
+
 @dataclass(frozen=True)
 class AvoidableLossConfig:
     """The cost-aware trigger: an update pays when the avoidable errors since the last update, at this
-    price, exceed its expected cost; ``noise_z`` is the width (in standard errors) of a batch's error noise."""
+    price, exceed its expected cost; ``noise_z`` is the width (in standard errors) of a batch's error noise.
+    ``timing = "on_evidence"`` switches the trigger off: updates follow the evidence rules as soon as they fire."""
 
+    timing: str = _bounds(choices=TIMINGS)
     price_per_error: float = _bounds(0.0)
     noise_z: float = _bounds(0.0)
 

@@ -9,6 +9,7 @@ complete old snapshot, a new reader gets the complete new one, nobody sees a hal
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +29,18 @@ from ct_assets.core.release import registry, rollout_store
 ANALYST_TABLES: tuple[str, ...] = tuple(
     table for store in (ingest, features, monitoring_store, registry, records, alerts, rollout_store, backtest_store)
     for table in store.ANALYST_TABLES)
+# Each store's setup, which creates exactly its declared tables (empty until something happens).
+ANALYST_TABLE_SETUP: tuple[Callable[[duckdb.DuckDBPyConnection], None], ...] = (
+    ingest.ensure_ingest_tables, features.ensure_features_table, monitoring_store.ensure_drift_tables,
+    registry.ensure_registry_tables, records.ensure_decision_tables, alerts.ensure_alert_tables,
+    rollout_store.ensure_rollout_tables, backtest_store.ensure_backtest_tables)
+
+
+def ensure_analyst_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create every declared analyst table that does not exist yet, so an analyst's query on a young
+    deployment finds an empty table (no alert raised yet) instead of failing."""
+    for setup in ANALYST_TABLE_SETUP:
+        setup(con)
 
 
 @dataclass(frozen=True)

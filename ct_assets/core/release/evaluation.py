@@ -34,7 +34,9 @@ from ct_assets.core.release.lineup import (
     blocking_failures,
     candidate_gates,
     newest_holdout_rows,
+    regime_start,
     select_local_shift,
+    serving_degraded,
     spread_evenly,
 )
 from ct_assets.core.release.registry import (
@@ -136,17 +138,21 @@ def evaluate_candidate(con: duckdb.DuckDBPyConnection, models_dir: Path, model_i
     if production is not None and production.model_id == model_id:
         production = None
     decision = _decision(con, record)
-    shift_start: date | None = (current_shift_start(con, decision.day, policy)
-                                if decision is not None and policy is not None else None)
+    monitored: date | None = (current_shift_start(con, decision.day, policy)
+                              if decision is not None and policy is not None else None)
+    decided = decision.evidence.get("regime_window_start") if decision is not None else None
     newest = newest_holdout_rows(_days(window_holdout), window_holdout[schema.FRAUD_LABEL_COLUMN].to_numpy(),
-                                 shift_start, settings)
+                                 regime_start(None if decided is None else date.fromordinal(int(decided)), monitored),
+                                 settings)
     holdout = window_holdout.loc[newest.rows].reset_index(drop=True)
     long_term = _long_term_rows(con, record, settings)
     shifted = decision.evidence.get("drifted_features") if decision is not None else None
     training = TrainingRows(train, train[schema.FRAUD_LABEL_COLUMN].to_numpy(), train["day"].astype(str).to_numpy(),
                             schema.FEATURE_NUMERIC, _reference_feature_aucs(production),
                             None if shifted is None else tuple(str(f) for f in shifted),
-                            decision is not None and bool(decision.evidence.get("concept_drift_detected")))
+                            decision is not None and serving_degraded(
+                                bool(decision.evidence.get("concept_drift_detected")),
+                                decision.evidence.get("avoidable_errors")))
     gates = candidate_gates(
         _scores(models_dir, model_id, production, holdout, newest.describe("days")), settings,
         training=training, local_shift=_local_shift(record, decision, holdout),
@@ -154,7 +160,8 @@ def evaluate_candidate(con: duckdb.DuckDBPyConnection, models_dir: Path, model_i
         long_term=(_scores(models_dir, model_id, production, long_term,
                            f"long-term holdout rows over {long_term['day'].nunique()} days")
                    if not long_term.empty else None),
-        shift_detected=newest.since_shift)
+        shift_detected=newest.since_shift,
+        population=_scores(models_dir, model_id, production, window_holdout, "holdout rows of the window"))
     record_gate_results(con, model_id, gates)
     failed = blocking_failures(gates)
     if failed:

@@ -34,7 +34,12 @@ from ct_assets.core.release.gates import (
     leakage_gate,
     selection_bias_gate,
 )
-from ct_assets.core.release.holdout_gates import holdout_gate, non_inferiority_gate, non_regression_gate
+from ct_assets.core.release.holdout_gates import (
+    holdout_gate,
+    non_inferiority_gate,
+    non_regression_gate,
+    resolvable_margin,
+)
 
 # Holdout rows needed on each side of a local shift to judge a local fine-tune there.
 MIN_LOCAL_ROWS = 100
@@ -109,6 +114,28 @@ class NewestRows:
     def describe(self, periods: str) -> str:
         """E.g. ``describe("batches")``: "holdout rows of batches 8..9 (since the shift started at 8)"."""
         return f"holdout rows of {periods} {self.first}..{self.last} ({self.why})"
+
+
+def regime_start(decided_start: object | None, monitored_start: object | None) -> object | None:
+    """Where the newest regime starts for the gates: where the decision behind the candidate put it (the
+    start of the serving model's run of excess errors, or of the detected shift), else where the
+    monitoring signals put it. One rule, so the gates judge the regime the candidate was trained for.
+
+    >>> regime_start(12, 9), regime_start(None, 9), regime_start(None, None)
+    (12, 9, None)
+    """
+    return decided_start if decided_start is not None else monitored_start
+
+
+def serving_degraded(concept_drift_detected: bool, avoidable_errors: float | None) -> bool:
+    """Whether the serving model got worse on fresh labels: concept drift, or errors beyond its own
+    reference and their noise (the trigger's avoidable errors). A leaked feature leaves the model that
+    never saw it as good as before, a real change of concept degrades it.
+
+    >>> serving_degraded(False, 12.5), serving_degraded(False, 0.0), serving_degraded(False, None)
+    (True, False, False)
+    """
+    return concept_drift_detected or (avoidable_errors is not None and avoidable_errors > 0)
 
 
 def newest_holdout_rows(periods: np.ndarray, labels: np.ndarray, shift_start: object | None,
@@ -249,7 +276,7 @@ def _rows(scores: np.ndarray | None, mask: np.ndarray) -> np.ndarray | None:
 def candidate_gates(holdout: HoldoutScores, settings: GateSettings, *, training: TrainingRows | None = None,
                     local_shift: LocalShift | None = None, label_coverage: LabelCoverage | None = None,
                     long_term: HoldoutScores | None = None, shift_detected: bool = False,
-                    guarded: bool = False) -> list[GateResult]:
+                    population: HoldoutScores | None = None, guarded: bool = False) -> list[GateResult]:
     """Every gate of a candidate against production, in order: holdout, non-regression, long-term
     holdout, fairness, leakage, calibration, selection bias.
 
@@ -259,7 +286,10 @@ def candidate_gates(holdout: HoldoutScores, settings: GateSettings, *, training:
     overall metric too little. Otherwise the holdout gate judges every row and non-regression passes.
     ``long_term`` (the fixed long-term holdout set) may not regress beyond ``long_term_tolerance``;
     while a detected shift is being adapted to (``shift_detected``) the old regime may no longer
-    hold, so there it warns instead of blocking. Fairness needs ``holdout.groups``, leakage
+    hold, so there it warns instead of blocking. Fairness is a property of the population the model
+    serves: it is judged on ``population`` (the window's whole holdout, which has the rows to estimate a
+    between-group gap), else on ``holdout``; calibration on the newest regime, which is what the model
+    will serve. Fairness needs groups, leakage
     ``training`` with numeric columns, selection bias ``label_coverage``; each is left out without
     its input. ``guarded``: a gate that cannot be evaluated fails (the backtest) instead of raising
     (live, where the failing check blocks promotion).
@@ -278,7 +308,7 @@ def candidate_gates(holdout: HoldoutScores, settings: GateSettings, *, training:
                      tolerance=settings.non_regression_tolerance, scope=f"rows outside {where}"), guarded)]
     if long_term is not None:
         gates.append(_run("long_term_holdout", lambda: _long_term_test(long_term, settings, shift_detected), guarded))
-    gates.extend(_shared_gates(holdout, settings, guarded, training))
+    gates.extend(_shared_gates(holdout, settings, guarded, training, fairness_rows=population))
     if label_coverage is not None:
         gates.append(selection_bias_gate(label_coverage.labelled, label_coverage.production_scores))
     return gates
@@ -309,6 +339,12 @@ def _long_term_test(long_term: HoldoutScores, settings: GateSettings, shift_dete
     if shift_detected and not gate.passed:
         return replace(gate, reason=f"{gate.reason}; the newest rows are a detected shift, which the old "
                                     "regime may no longer describe: reported, not blocking")
+    capped = gate.metrics.get("margin", 0.0) < resolvable_margin(
+        gate.metrics.get("standard_error", 0.0), confidence=0.95, power=settings.non_inferiority_power)
+    if capped and not gate.passed:
+        # A guard, not a test of the candidate: rows too few to resolve even the largest margin judge noise.
+        return replace(gate, severity="warning",
+                       reason=f"{gate.reason}; too few long-term rows to resolve the margin: reported, not blocking")
     return gate
 
 
@@ -329,13 +365,17 @@ def online_chain_gates(holdout: HoldoutScores, settings: GateSettings, tolerance
 
 
 def _shared_gates(holdout: HoldoutScores, settings: GateSettings, guarded: bool,
-                  training: TrainingRows | None = None) -> list[GateResult]:
-    """Fairness, leakage (with ``training``) and calibration, as every line-up applies them."""
-    y, cand, prod, groups = holdout.labels, holdout.candidate, holdout.production, holdout.groups
+                  training: TrainingRows | None = None,
+                  fairness_rows: HoldoutScores | None = None) -> list[GateResult]:
+    """Fairness (on ``fairness_rows``, else ``holdout``), leakage (with ``training``) and calibration, as
+    every line-up applies them."""
+    y, cand, prod = holdout.labels, holdout.candidate, holdout.production
+    population = fairness_rows or holdout
     gates = []
-    if groups is not None:
+    if population.groups is not None:
         gates.append(_run("fairness", lambda: fairness_gate(
-            y, cand, prod, groups, metric="auc", tolerance=settings.fairness_tolerance,
+            population.labels, population.candidate, population.production, population.groups, metric="auc",
+            tolerance=settings.fairness_tolerance,
             max_gap_widening=settings.max_gap_widening, max_gap=settings.fairness_max_gap), guarded))
     if training is not None and training.columns:  # the leakage gate tests numeric features only
         gates.append(_run("leakage", lambda: leakage_gate(

@@ -4,7 +4,7 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from ct_assets.core.ops.snapshots import ANALYST_TABLES, publish_snapshot
+from ct_assets.core.ops.snapshots import ANALYST_TABLES, ensure_analyst_tables, publish_snapshot
 from ct_assets.defs.resources import DUCKDB_POOL, CTStorage
 
 
@@ -27,6 +27,7 @@ def analyst_snapshot_asset(upstream: list[dg.AssetsDefinition]) -> dg.AssetsDefi
     )
     def analyst_snapshot(duckdb: DuckDBResource, storage: CTStorage) -> dg.MaterializeResult:
         with duckdb.get_connection() as con:
+            ensure_analyst_tables(con)
             info = publish_snapshot(con, storage.snapshots_dir, ANALYST_TABLES)
         return dg.MaterializeResult(metadata={
             "path": dg.MetadataValue.path(str(info.path)),
