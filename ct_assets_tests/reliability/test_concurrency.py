@@ -54,7 +54,8 @@ from ct_assets_tests.harness.scenarios import run_analysts_scenario, run_writers
 from ct_assets_tests.harness.snapshot_readers import SnapshotReaders, check_snapshot
 from ct_assets_tests.harness.writers_location import INGEST_ASSETS, job_name
 
-ANALYST_DAYS, ANALYST_ROWS_PER_DAY, READERS = 3, 3500, 8
+# Four days: the first model needs 2.5 days' worth of labelled rows, and labels arrive a day or more late.
+ANALYST_DAYS, ANALYST_ROWS_PER_DAY, READERS = 4, 3500, 8
 MIN_SNAPSHOT_VERSIONS = 3  # publications the readers must have seen (about 4 happen)
 PUBLICATIONS = 30  # back-to-back, without the pipeline
 ANALYSTS_DEADLINE_S = 360  # 2 to 4 minutes on 2 cores, at load averages 2 to 12
