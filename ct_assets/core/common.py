@@ -1,9 +1,12 @@
-"""Small helpers the warehouse modules share: table existence, ISO days, naive UTC timestamps."""
+"""Small helpers the core modules share: table existence, ISO days, naive UTC timestamps, atomic PNG files."""
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -33,3 +36,13 @@ def parse_iso_day(day: str, what: str = "day") -> date:
 def utc_now() -> datetime:
     """Now in UTC, without tzinfo (DuckDB TIMESTAMP columns are naive)."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def save_png(figure: Any, path: Path) -> Path:
+    """Write a matplotlib ``figure`` to ``path`` as PNG through a temporary file and a rename, so a reader
+    (the UI, a browser) never sees half a picture."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    figure.savefig(temporary, format="png", dpi=90)
+    os.replace(temporary, path)
+    return path

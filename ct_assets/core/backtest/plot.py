@@ -8,10 +8,10 @@ no display), so importing this module stays cheap.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ct_assets.core.backtest.results import BacktestResult
+from ct_assets.core.common import save_png
 
 
 def pareto_front(points: dict[str, tuple[float, float]], higher_is_better: bool = True) -> tuple[str, ...]:
@@ -80,8 +80,4 @@ def write_backtest_plot(result: BacktestResult, path: str | Path) -> Path:
     scatter_axes.set_title("cost vs accuracy", fontsize=10)
     scatter_axes.legend(fontsize=8)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    figure.savefig(temporary, format="png", dpi=90)
-    os.replace(temporary, path)
-    return path
+    return save_png(figure, path)

@@ -7,10 +7,10 @@ matplotlib is imported inside :func:`write_tuning_plot` and drawn through its Ag
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ct_assets.core.backtest.tuning import TuningReport
+from ct_assets.core.common import save_png
 
 
 def write_tuning_plot(report: TuningReport, path: str | Path) -> Path:
@@ -42,8 +42,4 @@ def write_tuning_plot(report: TuningReport, path: str | Path) -> Path:
     axes.set_xlabel("training compute, % of always_retrain's")
     axes.set_ylabel(f"mean {report.metric}")
     axes.legend(fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    figure.savefig(temporary, format="png", dpi=90)
-    os.replace(temporary, path)
-    return path
+    return save_png(figure, path)

@@ -7,13 +7,13 @@ no global backend switch), so this works in a headless Dagster run.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from ct_assets.core.common import save_png
 from ct_assets.core.monitoring.drift.types import GLOBAL_SEGMENT, DriftReport, FeatureTestResult
 
 if TYPE_CHECKING:
@@ -127,8 +127,4 @@ def write_drift_plot(
                         fontsize=9)
     figure.colorbar(image, ax=heat_axes, label="effect / threshold (capped)")
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    figure.savefig(temporary, format="png", dpi=90)
-    os.replace(temporary, path)
-    return path
+    return save_png(figure, path)
