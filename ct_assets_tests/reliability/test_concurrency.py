@@ -309,7 +309,10 @@ def report_day_evidence(instance: dg.DagsterInstance, day: str, scope: str = "lo
     report("drift_report", scope=scope, severity=0.6, severity_level="medium", affected_segments=["region=south"])
     report("concept_drift", concept_drift=True, verdict="degraded", beyond_covariate=True)
     report("complaint_report", alert=True, rate_ratio=1.8)
-    report("labels", rows_valid=25_000)  # past the policy's labels.accumulated_trigger (20,000)
+    # Past the policy's label trigger, which is in days' worth of labels (accumulated_trigger_batches = 10):
+    # eleven 2,500-row label batches arrive, so a typical day is 2,500 rows and 27,500 exceed ten of them.
+    for _ in range(11):
+        report("labels", rows_valid=2_500)
 
 
 def test_trigger_sensors_firing_for_the_same_day_start_one_decision_run(
