@@ -72,7 +72,7 @@ def test_dagster_definitions_validate_passes(tmp_path):
 def test_code_location_import_loads_no_heavy_library():
     code = ("import sys, ct_assets.definitions; "
             "print(sorted(m for m in ('torch', 'alibi_detect', 'sklearn', 'scipy', 'matplotlib', 'fairlearn', "
-            "'pandera', 'codecarbon') if m in sys.modules))")
+            "'pandera', 'codecarbon', 'pandas', 'pyarrow') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 

@@ -8,13 +8,15 @@ loading the replay machinery. Equality (``==``) compares the tables and the dete
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ct_assets.core.backtest.hindsight import HindsightReport
 from ct_assets.core.backtest.strategies import TrainingRun
 from ct_assets.core.decision.policy import Decision, Evidence
 from ct_assets.core.training.cost import ComputeCost
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -142,4 +144,5 @@ class BacktestResult:
 
     def daily_frame(self) -> pd.DataFrame:
         """``daily`` as a DataFrame (one row per strategy and batch)."""
+        import pandas as pd
         return pd.DataFrame([asdict(row) for row in self.daily])

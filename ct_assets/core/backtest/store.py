@@ -17,12 +17,15 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import duckdb
-import pandas as pd
 
 from ct_assets.core.backtest.results import BacktestResult, StrategyRun
 from ct_assets.core.common import has_table, utc_now
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Copied into the analyst snapshot (core/ops/snapshots.py).
 ANALYST_TABLES: tuple[str, ...] = ("backtest_runs", "backtest_daily")
@@ -115,6 +118,7 @@ def _run_row(result: BacktestResult, run: StrategyRun, created_at: object) -> tu
 
 def write_backtest(con: duckdb.DuckDBPyConnection, result: BacktestResult) -> None:
     """Store ``result``, replacing any rows of the same run id, in one transaction."""
+    import pandas as pd
     ensure_backtest_tables(con)
     created_at = utc_now()
     runs = [_run_row(result, run, created_at) for run in result.runs]
@@ -144,6 +148,7 @@ def load_backtest_runs(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFr
 
     Reads only, so a read-only connection works.
     """
+    import pandas as pd
     if not has_table(con, "backtest_runs"):
         return pd.DataFrame(columns=list(_RUN_COLUMNS))
     return con.execute("SELECT * FROM backtest_runs WHERE run_id = ? ORDER BY strategy", [run_id]).fetchdf()
@@ -151,6 +156,7 @@ def load_backtest_runs(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFr
 
 def load_backtest_daily(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
     """The ``backtest_daily`` rows of ``run_id``, by strategy and batch; none before any write."""
+    import pandas as pd
     if not has_table(con, "backtest_daily"):
         return pd.DataFrame(columns=list(_DAILY_COLUMNS))
     return con.execute("SELECT * FROM backtest_daily WHERE run_id = ? ORDER BY strategy, batch", [run_id]).fetchdf()

@@ -7,11 +7,15 @@ shift shows up as a regional effect rather than a global one.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import duckdb
-import pandas as pd
 
 from ct_assets.core.data import schema
 from ct_assets.core.data.ingest import ensure_ingest_tables
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Copied into the analyst snapshot (core/ops/snapshots.py).
 ANALYST_TABLES: tuple[str, ...] = ("features",)
@@ -92,6 +96,7 @@ def features_from_events(events: pd.DataFrame, history: pd.DataFrame | None = No
     ``history`` (earlier raw events) feeds the 7-day regional price window; without it the
     window is the events' own days.
     """
+    import pandas as pd
     rows = events if history is None else pd.concat([history, events], ignore_index=True)
     with duckdb.connect() as con:
         con.register("events_in", rows)

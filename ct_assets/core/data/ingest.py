@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
-import pandas as pd
 
 from ct_assets.core.common import parse_iso_day
 from ct_assets.core.data import schema
@@ -37,6 +36,7 @@ from ct_assets.core.data.validation import (
 from ct_assets.core.ops.faults import INGEST_BEFORE_COMMIT, pause_point
 
 if TYPE_CHECKING:
+    import pandas as pd
     import pyarrow as pa
 
 # Rows per streamed batch: ~100 MB of pandas frames at most, whatever the file size.
@@ -155,6 +155,7 @@ def _text_column(array: pa.Array) -> pd.Series:
 
     Validation then quarantines just those rows ("not UTF-8 text") instead of the whole file.
     """
+    import pandas as pd
     import pyarrow as pa
 
     large = pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type)
@@ -177,6 +178,7 @@ def _decode_utf8(value: bytes | None) -> str | bytes | None:
 
 
 def _batch_frame(batch: pa.RecordBatch) -> pd.DataFrame:
+    import pandas as pd
     import pyarrow as pa
 
     text_types = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
@@ -253,6 +255,7 @@ class _Tally:
 
 def _move_rows_to_quarantine(result: ValidationResult, mask: pd.Series, reasons: pd.Series) -> ValidationResult:
     """Move the valid rows selected by ``mask`` into the quarantine with per-row reasons."""
+    import pandas as pd
     if not mask.any():
         return result
     moved = result.valid.loc[mask.to_numpy()]
@@ -399,6 +402,7 @@ def _screen_labels(con: duckdb.DuckDBPyConnection, result: ValidationResult, day
                    stage: str) -> ValidationResult:
     # Labels join to ingested orders; an unknown order, a repeat delivery (on another arrival day)
     # or an id staged by an earlier batch of this file is quarantined.
+    import pandas as pd
     con.register("label_batch", result.valid[[schema.ID_COLUMN]])
     matched = con.execute(
         "SELECT b.event_id, any_value(strftime(e.day, '%Y-%m-%d')) AS event_day, "
@@ -426,6 +430,7 @@ def _screen_labels(con: duckdb.DuckDBPyConnection, result: ValidationResult, day
 def _screen_complaints(con: duckdb.DuckDBPyConnection, result: ValidationResult, day: str,
                        stage: str) -> ValidationResult:
     # One complaint row per day: a row staged by an earlier batch of this file wins.
+    import pandas as pd
     if not con.execute(f"SELECT count(*) FROM {stage}").fetchall()[0][0]:
         return result
     mask = pd.Series(True, index=result.valid.index)

@@ -11,7 +11,6 @@ import hashlib
 from collections.abc import Iterable
 
 import numpy as np
-import pandas as pd
 
 _HASH_SPACE = float(2**64)
 
@@ -24,6 +23,7 @@ def holdout_mask(event_ids: Iterable[object], fraction: float = 0.2, salt: str =
 
     Example: ``holdout_mask(["o-1", "o-2", "o-3"], fraction=0.5)`` -> e.g. ``array([False, True, False])``.
     """
+    import pandas as pd
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must be in (0, 1), got {fraction!r}")
     if not salt:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from ct_assets.core.data import schema
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class UnusableFile(ValueError):
@@ -41,6 +43,7 @@ class ValidationResult:
 
 def _row_json(row: pd.Series) -> str:
     def clean(value: Any) -> Any:
+        import pandas as pd
         if isinstance(value, float) and not math.isfinite(value):
             return repr(value)
         if isinstance(value, (pd.Timestamp, np.datetime64)):
@@ -65,6 +68,7 @@ def _check_columns(frame: pd.DataFrame, expected: tuple[str, ...], what: str) ->
 def _coerce(frame: pd.DataFrame, numeric: dict[str, str], timestamps: tuple[str, ...],
             strings: tuple[str, ...]) -> tuple[pd.DataFrame, dict[int, list[str]]]:
     """Coerce columns to their schema types; values that do not convert become reasons."""
+    import pandas as pd
     typed = pd.DataFrame(index=frame.index)
     reasons: dict[int, list[str]] = {}
 
@@ -128,6 +132,7 @@ def _merge(reasons: dict[int, list[str]], schema_reasons: dict[int, list[str]]) 
 
 def _split(frame: pd.DataFrame, typed: pd.DataFrame, reasons: dict[int, list[str]],
            id_column: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    import pandas as pd
     bad = sorted(reasons)
     quarantined = pd.DataFrame({
         "row_id": [str(frame.at[i, id_column]) for i in bad],
@@ -167,6 +172,7 @@ def validate_events(frame: pd.DataFrame, day: str) -> ValidationResult:
 
     Raises :class:`UnusableFile` when a required column is missing.
     """
+    import pandas as pd
     warnings = _check_columns(frame, schema.EVENT_COLUMNS, "events")
     frame = frame.reset_index(drop=True)
     numeric = {schema.ID_COLUMN: "int", **{c.name: c.dtype for c in schema.NUMERIC_COLUMNS}}
@@ -210,6 +216,7 @@ def validate_labels(frame: pd.DataFrame) -> ValidationResult:
 
 def validate_complaints(frame: pd.DataFrame, day: str) -> ValidationResult:
     """Validate complaints.parquet: exactly the landing day, non-negative counts."""
+    import pandas as pd
     warnings = _check_columns(frame, schema.COMPLAINT_COLUMNS, "complaints")
     frame = frame.reset_index(drop=True)
     typed, reasons = _coerce(frame, {"orders": "int", "complaints": "int"}, ("day",), ())

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from ct_assets.core.data import schema
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class ComplaintTestResult:
 
 
 def _as_date(value: Any) -> dt.date:
+    import pandas as pd
     try:
         return pd.Timestamp(value).date()
     except (TypeError, ValueError) as error:
@@ -91,6 +94,7 @@ def evaluate_complaint_rate(
     ``history`` has the columns of ``schema.COMPLAINT_COLUMNS`` (day, orders, complaints), one row
     per day, and must contain ``day``.
 
+    >>> import pandas as pd
     >>> history = pd.DataFrame({"day": ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"],
     ...                         "orders": [1000, 1000, 1000, 1000], "complaints": [10, 12, 9, 40]})
     >>> evaluate_complaint_rate(history, "2024-01-04").alert

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
-import pandas as pd
 
 from ct_assets.core.data import schema
 from ct_assets.core.data.features import ensure_features_table, load_features
@@ -47,6 +47,9 @@ from ct_assets.core.training.artifacts import load_model
 from ct_assets.core.training.candidates import split_train_holdout
 from ct_assets.core.training.model import predict_proba
 from ct_assets.core.training.preprocessing import MODEL_INPUTS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)

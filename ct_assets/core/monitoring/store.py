@@ -29,15 +29,17 @@ import hashlib
 import json
 from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import duckdb
 import numpy as np
-import pandas as pd
 
 from ct_assets.core.monitoring.complaints import ComplaintTestResult
 from ct_assets.core.monitoring.concept_drift import ConceptDriftResult
 from ct_assets.core.monitoring.drift.types import GLOBAL_SEGMENT, DriftReport
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Copied into the analyst snapshot (core/ops/snapshots.py).
 ANALYST_TABLES: tuple[str, ...] = ("drift_reports", "drift_feature_results", "concept_drift_results", "complaint_results")
@@ -196,6 +198,7 @@ def _now() -> dt.datetime:
 
 
 def _feature_rows(report: DriftReport, report_id: str, partition: str, created_at: dt.datetime) -> pd.DataFrame:
+    import pandas as pd
     rows = [
         {
             "report_id": report_id, "partition": partition, "feature": r.feature, "kind": r.kind, "test": r.test,
@@ -288,6 +291,7 @@ def write_concept_drift_result(
     created_at: dt.datetime | None = None,
 ) -> None:
     """Replace ``partition``'s rows in ``concept_drift_results`` (one row per metric)."""
+    import pandas as pd
     _require_text("partition", partition)
     _require_text("reference_id", reference_id)
     ensure_drift_tables(con)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
-import pandas as pd
 
 from ct_assets.core.common import has_table
 from ct_assets.core.data import schema
@@ -50,6 +50,9 @@ from ct_assets.core.training.candidates import split_train_holdout
 from ct_assets.core.training.model import predict_proba
 from ct_assets.core.training.preprocessing import MODEL_INPUTS
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 _HISTORY_START = "1970-01-01"  # the long-term holdout set reaches back to the first ingested day
 
 
@@ -80,6 +83,7 @@ def _local_shift(record: ModelRecord, decision: DecisionRecord | None, holdout: 
 
 
 def _days(frame: pd.DataFrame) -> np.ndarray:
+    import pandas as pd
     return pd.to_datetime(frame["day"]).dt.date.to_numpy()
 
 

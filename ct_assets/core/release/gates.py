@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 import numpy as np
-import pandas as pd
 
 from ct_assets.core.data import schema
 from ct_assets.core.release.metrics import (
@@ -28,6 +27,9 @@ from ct_assets.core.release.metrics import (
     probabilities,
     single_feature_aucs,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Severity = Literal["error", "warning"]
 
@@ -104,6 +106,7 @@ def fairness_gate(
 
     Example: ``fairness_gate(y, cand_p, prod_p, df["protected_group"], tolerance=0.01)``.
     """
+    import pandas as pd
     from fairlearn.metrics import MetricFrame
 
     if tolerance < 0 or max_gap_widening < 0 or min_group_size < 1 or (max_gap is not None and max_gap < 0):

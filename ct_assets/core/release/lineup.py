@@ -22,10 +22,9 @@ against its anchor. :func:`blocking_failures` says which results stop a model.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import numpy as np
-import pandas as pd
 
 from ct_assets.core.release.gates import (
     GateResult,
@@ -40,6 +39,9 @@ from ct_assets.core.release.holdout_gates import (
     non_regression_gate,
     resolvable_margin,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Holdout rows needed on each side of a local shift to judge a local fine-tune there.
 MIN_LOCAL_ROWS = 100

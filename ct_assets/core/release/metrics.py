@@ -15,12 +15,14 @@ not widened by the noise both share.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import numpy as np
-import pandas as pd
 
 from ct_assets.core.data import schema
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Metric = Literal["auc", "log_loss", "accuracy"]
 METRICS: tuple[str, ...] = ("auc", "log_loss", "accuracy")
@@ -136,6 +138,7 @@ def single_feature_aucs(features: pd.DataFrame, labels: Any,
     0.5 means no association, 1.0 means the column separates the classes perfectly. Rows where the
     column is missing are ignored; a column with no usable values scores 0.5.
     """
+    import pandas as pd
     missing = [c for c in columns if c not in features.columns]
     if missing:
         raise ValueError(f"features are missing columns {missing}")

@@ -10,10 +10,10 @@ import subprocess
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
-import pandas as pd
 
 from ct_assets.core.data import schema
 from ct_assets.core.data.features import load_features
@@ -33,6 +33,9 @@ from ct_assets.core.training.model import (
     train_from_scratch,
 )
 from ct_assets.core.training.preprocessing import MODEL_INPUTS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)

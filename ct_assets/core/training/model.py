@@ -17,13 +17,13 @@ from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 
 from ct_assets.core.data import schema
 from ct_assets.core.training.cost import ComputeCost, estimate_compute_cost
 from ct_assets.core.training.preprocessing import DEFAULT_MAX_CATEGORIES, Preprocessor
 
 if TYPE_CHECKING:
+    import pandas as pd
     import torch
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -164,6 +164,7 @@ def _weights_to_numpy(network: torch.nn.Sequential) -> dict[str, np.ndarray]:
 
 
 def _labels_array(labels: pd.Series | np.ndarray, n_rows: int, what: str) -> np.ndarray:
+    import pandas as pd
     values = pd.to_numeric(pd.Series(np.asarray(labels).reshape(-1)), errors="coerce").to_numpy(
         dtype="float64", na_value=np.nan)
     if len(values) != n_rows:

@@ -14,11 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import duckdb
 import numpy as np
-import pandas as pd
 
 from ct_assets.core.common import parse_iso_day
 from ct_assets.core.data import schema
@@ -51,6 +50,9 @@ from ct_assets.core.training.model import (
     predict_proba,
 )
 from ct_assets.core.training.preprocessing import MODEL_INPUTS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ONLINE_ACTOR = "online"
 OnlineStatus = Literal["updated", "skipped", "rolled_back"]

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from ct_assets.core.data import schema
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # The features-table columns the live model consumes, in input order.
 MODEL_INPUTS: tuple[str, ...] = (*schema.FEATURE_NUMERIC, *schema.FEATURE_CATEGORICAL)
@@ -71,6 +73,7 @@ class Preprocessor:
         max_categories: int = DEFAULT_MAX_CATEGORIES,
     ) -> Preprocessor:
         """Learn means/stds and vocabularies (most frequent values first, ties by name)."""
+        import pandas as pd
         if features.empty:
             raise ValueError("cannot fit a Preprocessor on an empty features frame")
         _require_columns(features, (*numeric_columns, *categorical_columns))
@@ -106,6 +109,7 @@ class Preprocessor:
 
     def transform(self, features: pd.DataFrame) -> np.ndarray:
         """Encode ``features`` as a float32 matrix of shape ``(len(features), input_dim)``."""
+        import pandas as pd
         _require_columns(features, (*self.numeric_columns, *self.categorical_columns))
         n_rows = len(features)
         matrix = np.zeros((n_rows, self.input_dim), dtype=np.float32)

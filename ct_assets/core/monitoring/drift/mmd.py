@@ -7,11 +7,14 @@ module).
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from ct_assets.core.monitoring.drift.types import DriftConfig, MultivariateDrift
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _mmd_matrix(

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from ct_assets.core.common import save_png
 from ct_assets.core.monitoring.drift.types import GLOBAL_SEGMENT, DriftReport, FeatureTestResult
 
 if TYPE_CHECKING:
+    import pandas as pd
     from matplotlib.axes import Axes
 
 HEATMAP_RATIO_CAP = 3.0  # colour saturates at three times the effect threshold
@@ -30,6 +30,7 @@ def _rows_of_segment(frame: pd.DataFrame, result: FeatureTestResult) -> pd.DataF
 
 
 def _draw_numeric(axes: Axes, reference: pd.Series, current: pd.Series) -> None:
+    import pandas as pd
     pooled = pd.concat([reference, current]).dropna().to_numpy(dtype=np.float64)
     low, high = np.percentile(pooled, [0.5, 99.5]) if pooled.size else (0.0, 1.0)
     if high <= low:
@@ -40,6 +41,7 @@ def _draw_numeric(axes: Axes, reference: pd.Series, current: pd.Series) -> None:
 
 
 def _draw_categorical(axes: Axes, reference: pd.Series, current: pd.Series) -> None:
+    import pandas as pd
     reference_share = reference.astype(str).value_counts(normalize=True)
     current_share = current.astype(str).value_counts(normalize=True)
     shares = pd.concat([reference_share.rename("reference"), current_share.rename("current")], axis=1).fillna(0.0)

@@ -22,9 +22,9 @@ happen inside functions.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from ct_assets.core.monitoring.drift.mmd import multivariate_mmd
 from ct_assets.core.monitoring.drift.scope import decide_scope, localise_feature, segment_hit
@@ -39,8 +39,12 @@ from ct_assets.core.monitoring.drift.univariate import (
     unseen_flags,
 )
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 def _validate_frames(reference: pd.DataFrame, current: pd.DataFrame, config: DriftConfig) -> None:
+    import pandas as pd
     required = (*config.numeric_features, *config.categorical_features, *config.segment_columns)
     for name, frame in (("reference", reference), ("current", current)):
         if not isinstance(frame, pd.DataFrame):

@@ -11,9 +11,9 @@ production model's scores and on their entropy, the semantics of alibi-detect's
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from ct_assets.core.monitoring.drift.stats import (
     Grouping,
@@ -32,11 +32,15 @@ from ct_assets.core.monitoring.drift.types import (
     ModelOutputDrift,
 )
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 MISSING_CATEGORY = "<missing>"
 
 
 def factorize_pair(reference: pd.Series, current: pd.Series) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Shared integer codes for reference and current values of one categorical column."""
+    import pandas as pd
     codes, uniques = pd.factorize(pd.concat([reference, current], ignore_index=True))
     codes = codes.astype(np.int64)
     labels = [str(value) for value in uniques]
